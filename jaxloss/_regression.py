@@ -1,0 +1,200 @@
+"""Weighted regression losses: squared error, absolute error, Huber."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks
+from jaxloss._reduction import reduce_elements
+
+
+def _regression_loss(
+    per_element: Callable[[jax.Array], jax.Array],
+    predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    weights: jax.typing.ArrayLike | None,
+    where: jax.typing.ArrayLike | None,
+    reduction: str,
+    axis_name: str | None,
+) -> jax.Array:
+  """The shared data path: checks, f32 compute, masking, per-element loss, reduction."""
+  p = _checks.float_input("predictions", predictions)
+  t = _checks.real_input("targets", targets)
+  _checks.check_reduction(reduction)
+  shape = _checks.broadcast_operands("predictions", p, "targets", t)
+  dtype = _checks.compute_dtype(p, t)
+  w, m = _checks.weights_and_mask(weights, where, shape, dtype)
+  p = jnp.broadcast_to(p.astype(dtype), shape)
+  t = jnp.broadcast_to(t.astype(dtype), shape)
+  _checks.check_finite("predictions", p, where=m)
+  _checks.check_finite("targets", t, where=m)
+  if m is not None:
+    # Double-where: masked inputs are replaced *before* the arithmetic, so a NaN
+    # target (a common "missing label" encoding) never reaches the backward pass.
+    zero = jnp.zeros((), dtype)
+    p = jnp.where(m, p, zero)
+    t = jnp.where(m, t, zero)
+  return reduce_elements(per_element(p - t), w, m, reduction, axis_name)
+
+
+def mean_squared_error(
+    predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Weighted, masked squared error.
+
+  .. math::
+    l_i = (\hat y_i - y_i)^2
+
+  reduced by :func:`jaxloss.reduce_loss` with ``weights``, ``where`` and
+  ``reduction``. ``predictions`` and ``targets`` must have the same rank; axes
+  of size 1 broadcast, rank changes are refused.
+
+  Equals (with ``e = predictions - targets``):
+
+  * ``torch.nn.functional.mse_loss(p, t, reduction=r)`` for ``r`` in
+    ``"mean"``, ``"sum"``, ``"none"``;
+  * ``optax.losses.squared_error(p, t)`` reduced with ``.mean()`` or ``.sum()``
+    (note ``optax.losses.l2_loss`` is *half* of it);
+  * ``tf.compat.v1.losses.mean_squared_error(t, p, weights=w, reduction=R)``
+    for ``R`` = ``SUM``, ``MEAN`` (our ``"weighted_mean"``),
+    ``SUM_OVER_BATCH_SIZE`` (our ``"mean"``) and ``SUM_BY_NONZERO_WEIGHTS``;
+  * Keras ``MeanSquaredError`` when ``targets`` has a trailing feature axis:
+    Keras first averages over the last axis, which equals our ``"mean"`` on
+    unweighted inputs.
+
+  Args:
+    predictions: floating predictions.
+    targets: targets, same rank as ``predictions``.
+    weights: optional non-negative weights, see :func:`jaxloss.reduce_loss`.
+    where: optional boolean mask, False for missing targets (a NaN target
+      under the mask is harmless).
+    reduction: see :func:`jaxloss.reduce_loss`.
+    axis_name: optional mapped axis name to ``psum`` the reduction over.
+
+  Returns:
+    The reduced loss (float32, or float64 under x64 for float64 inputs).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> targets = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> predictions = jnp.array([[0.9, 0.2, 0.2], [0.2, 0.8, 0.3]])
+    >>> round(float(jaxloss.mean_squared_error(predictions, targets)), 4)
+    0.21
+  """
+  return _regression_loss(jnp.square, predictions, targets, weights, where, reduction, axis_name)
+
+
+def mean_absolute_error(
+    predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Weighted, masked absolute error.
+
+  .. math::
+    l_i = |\hat y_i - y_i|
+
+  reduced by :func:`jaxloss.reduce_loss`. Equals
+  ``torch.nn.functional.l1_loss(p, t, reduction=r)`` and
+  ``tf.compat.v1.losses.absolute_difference(t, p, weights=w, reduction=R)``
+  under the same reduction mapping as :func:`mean_squared_error`. The gradient
+  at ``predictions == targets`` is 0 (the subgradient torch also picks).
+
+  Args:
+    predictions: floating predictions.
+    targets: targets, same rank as ``predictions``.
+    weights: optional non-negative weights, see :func:`jaxloss.reduce_loss`.
+    where: optional boolean mask.
+    reduction: see :func:`jaxloss.reduce_loss`.
+    axis_name: optional mapped axis name to ``psum`` the reduction over.
+
+  Returns:
+    The reduced loss.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> float(jaxloss.mean_absolute_error(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0])))
+    1.5
+  """
+  return _regression_loss(_abs, predictions, targets, weights, where, reduction, axis_name)
+
+
+@jax.custom_jvp
+def _abs(e: jax.Array) -> jax.Array:
+  return jnp.abs(e)
+
+
+@_abs.defjvp
+def _abs_jvp(primals, tangents):
+  (e,), (de,) = primals, tangents
+  # sign(0) = 0: the subgradient at a perfect prediction is 0, as in torch.
+  return jnp.abs(e), jnp.sign(e) * de
+
+
+def huber_loss(
+    predictions: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    delta: float = 1.0,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Weighted, masked Huber loss.
+
+  .. math::
+    l_i = \begin{cases} \tfrac12 e_i^2 & |e_i| \le \delta \\
+                        \delta\,(|e_i| - \tfrac12\delta) & \text{otherwise}
+          \end{cases}, \qquad e_i = \hat y_i - y_i
+
+  reduced by :func:`jaxloss.reduce_loss`. Equals, element for element,
+  ``optax.losses.huber_loss(p, t, delta=delta)`` and
+  ``torch.nn.functional.huber_loss(p, t, delta=delta, reduction="none")``;
+  ``tf.compat.v1.losses.huber_loss`` and Keras ``Huber`` use the same formula.
+  Note that torch's ``smooth_l1_loss(beta)`` is ``huber_loss / beta``.
+
+  Args:
+    predictions: floating predictions.
+    targets: targets, same rank as ``predictions``.
+    delta: the positive threshold between the quadratic and linear parts.
+    weights: optional non-negative weights, see :func:`jaxloss.reduce_loss`.
+    where: optional boolean mask.
+    reduction: see :func:`jaxloss.reduce_loss`.
+    axis_name: optional mapped axis name to ``psum`` the reduction over.
+
+  Returns:
+    The reduced loss.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> jaxloss.huber_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none").tolist()
+    [0.125, 2.5]
+  """
+  _checks.check_static_positive("delta", delta)
+
+  def per_element(e: jax.Array) -> jax.Array:
+    # Overflow-free split |e| = q + r with q = min(|e|, delta): 0.5 q^2 + delta r
+    # equals both branches and never squares a large error.
+    d = jnp.asarray(delta, e.dtype)
+    abs_e = _abs(e)
+    quadratic = jnp.minimum(abs_e, d)
+    return 0.5 * jnp.square(quadratic) + d * (abs_e - quadratic)
+
+  return _regression_loss(per_element, predictions, targets, weights, where, reduction, axis_name)
