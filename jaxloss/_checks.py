@@ -71,7 +71,9 @@ def real_input(name: str, x: jax.typing.ArrayLike) -> jax.Array:
       or jnp.issubdtype(x.dtype, jnp.integer)
       or x.dtype == jnp.bool_
   ):
-    raise TypeError(f"`{name}` must be a real (bool, integer or floating) array; got {_describe(x)}.")
+    raise TypeError(
+        f"`{name}` must be a real (bool, integer or floating) array; got {_describe(x)}."
+    )
   return x
 
 
@@ -152,7 +154,9 @@ def broadcast_operands(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> 
   return tuple(shape)
 
 
-def broadcast_to_loss(name: str, x: jax.Array, shape: Sequence[int], what: str = "loss") -> jax.Array:
+def broadcast_to_loss(
+    name: str, x: jax.Array, shape: Sequence[int], what: str = "loss"
+) -> jax.Array:
   """Broadcasts ``weights`` or ``where`` to the per-element loss shape.
 
   Accepted shapes, all checked at trace time:

@@ -91,17 +91,19 @@ def reduce_loss(
   absent) and :math:`m` the boolean ``where`` mask broadcast to it (True if
   absent). Then
 
-  ==========================  ==========================================  ===========================================
-  ``reduction``               result                                      equals
-  ==========================  ==========================================  ===========================================
-  ``"none"``                  :math:`w\,m\,l` (shape of ``losses``)      ``reduction="none"`` everywhere
-  ``"sum"``                   :math:`\sum w m l`                          torch/Keras ``"sum"``, TF1 ``SUM``
-  ``"mean"``                  :math:`\sum w m l / \sum m`                 Keras ``"sum_over_batch_size"``,
-                                                                          TF1 ``SUM_OVER_BATCH_SIZE``
-  ``"weighted_mean"``         :math:`\sum w m l / \sum w m`               torch ``mean`` with ``weight=``, TF1
-                                                                          ``MEAN``, Keras ``"mean_with_sample_weight"``
-  ``"sum_by_nonzero_weights"``  :math:`\sum w m l / \#\{w m \ne 0\}`      TF1 ``SUM_BY_NONZERO_WEIGHTS`` (its default)
-  ==========================  ==========================================  ===========================================
+  ``"none"``
+    :math:`w\,m\,l`, the shape of ``losses``.
+  ``"sum"``
+    :math:`\sum w m l`; torch and Keras ``"sum"``, TF1 ``SUM``.
+  ``"mean"``
+    :math:`\sum w m l / \sum m`; Keras ``"sum_over_batch_size"``, TF1
+    ``SUM_OVER_BATCH_SIZE``.
+  ``"weighted_mean"``
+    :math:`\sum w m l / \sum w m`; torch ``"mean"`` with ``weight=``, TF1
+    ``MEAN``, Keras ``"mean_with_sample_weight"``.
+  ``"sum_by_nonzero_weights"``
+    :math:`\sum w m l / \#\{w m \ne 0\}`; TF1 ``SUM_BY_NONZERO_WEIGHTS``, its
+    default.
 
   Without a mask, the ``"mean"`` denominator is the element count (not the
   batch size). Without weights, ``"weighted_mean"`` and
