@@ -5,9 +5,14 @@ Every loss takes ``(predictions_or_logits, targets, *, ...)`` with keyword-only
 everywhere (see :func:`jaxloss.reduce_loss`).
 """
 
+from jaxloss._binary import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jaxloss._checks import REDUCTIONS as REDUCTIONS
 from jaxloss._checks import checked as checked
 from jaxloss._checks import value_checks as value_checks
+from jaxloss._classification import class_breakdown as class_breakdown
+from jaxloss._classification import softmax_cross_entropy as softmax_cross_entropy
+from jaxloss._focal import sigmoid_focal_loss as sigmoid_focal_loss
+from jaxloss._focal import softmax_focal_loss as softmax_focal_loss
 from jaxloss._reduction import reduce_loss as reduce_loss
 from jaxloss._regression import huber_loss as huber_loss
 from jaxloss._regression import mean_absolute_error as mean_absolute_error
@@ -18,9 +23,14 @@ __version__ = "0.1.0"
 __all__ = [
     "REDUCTIONS",
     "checked",
+    "class_breakdown",
     "huber_loss",
     "mean_absolute_error",
     "mean_squared_error",
     "reduce_loss",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+    "softmax_cross_entropy",
     "value_checks",
 ]

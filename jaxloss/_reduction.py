@@ -43,8 +43,27 @@ def reduce_elements(
   loss itself must also keep masked *inputs* out of its arithmetic, which each
   loss does before calling this).
   """
-  dtype = losses.dtype
-  wl = losses if weights is None else weights * losses
+  weighted = losses if weights is None else weights * losses
+  return reduce_weighted(weighted, weights, where, reduction, axis_name)
+
+
+def reduce_weighted(
+    weighted_losses: jax.Array,
+    weights: jax.Array | None,
+    where: jax.Array | None,
+    reduction: str,
+    axis_name: str | None = None,
+) -> jax.Array:
+  """The reduction core, on losses that already carry their weights.
+
+  ``weighted_losses`` are the numerator terms :math:`w_i l_i`; ``weights`` are
+  the :math:`w_i` that enter the ``"weighted_mean"`` and
+  ``"sum_by_nonzero_weights"`` denominators. They are passed separately because
+  a loss may weight its numerator differently from its normaliser (label
+  smoothing with class weights does, as in torch).
+  """
+  dtype = weighted_losses.dtype
+  wl = weighted_losses
   if where is not None:
     wl = jnp.where(where, wl, jnp.zeros((), dtype))
   if reduction == "none":
@@ -52,22 +71,19 @@ def reduce_elements(
   num = _psum(jnp.sum(wl), axis_name)
   if reduction == "sum":
     return num
-  if reduction == "mean":
+  if reduction == "mean" or weights is None:
     # Keras "sum_over_batch_size": divide by the number of unmasked elements.
+    # Without weights, "weighted_mean" and "sum_by_nonzero_weights" are this too.
     if where is None:
-      den = jnp.asarray(_psum(_checks.static_size(losses.shape), axis_name), dtype)
+      den = jnp.asarray(_psum(_checks.static_size(wl.shape), axis_name), dtype)
     else:
       den = _psum(jnp.sum(where, dtype=dtype), axis_name)
   elif reduction == "weighted_mean":
     # PyTorch weighted mean / TF1 MEAN: divide by the total (unmasked) weight.
-    if weights is None:
-      return reduce_elements(losses, None, where, "mean", axis_name)
     wm = weights if where is None else jnp.where(where, weights, jnp.zeros((), dtype))
     den = _psum(jnp.sum(wm), axis_name)
   elif reduction == "sum_by_nonzero_weights":
     # TF1 default: divide by the number of elements whose effective weight is non-zero.
-    if weights is None:
-      return reduce_elements(losses, None, where, "mean", axis_name)
     nz = weights != 0
     if where is not None:
       nz = jnp.logical_and(nz, where)

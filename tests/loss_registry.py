@@ -39,6 +39,11 @@ class LossCase:
   class_axis: int | None = None
   # Whether the loss accepts ``axis_name`` (reduces across the batch).
   has_axis_name: bool = True
+  # False for losses built on a ``jax.custom_vjp`` (reverse mode only).
+  forward_mode: bool = True
+  # Per-element factor the loss multiplies into ``weights`` for the reduction's
+  # denominators (e.g. the class weight of the true label), given the inputs.
+  label_weights: Callable[[Inputs], np.ndarray] | None = None
 
   def __str__(self) -> str:
     return self.name
@@ -56,6 +61,46 @@ def _regression_extremes(rng: np.random.Generator, batch: int) -> Inputs:
   return p, t
 
 
+C = 4  # classes in the class-axis cases
+CLASS_WEIGHTS = np.array([0.5, 2.0, 0.0, 1.25], np.float32)
+POS_WEIGHT = np.array([1.0, 3.0, 0.5, 2.0], np.float32)
+
+
+def _logits(rng: np.random.Generator, batch: int, dtype: Any) -> np.ndarray:
+  return (2 * rng.normal(size=(batch, 3, C))).astype(dtype)
+
+
+def _int_label_inputs(rng: np.random.Generator, batch: int, dtype: Any) -> Inputs:
+  return _logits(rng, batch, dtype), rng.integers(0, C, size=(batch, 3)).astype(np.int32)
+
+
+def _prob_label_inputs(rng: np.random.Generator, batch: int, dtype: Any) -> Inputs:
+  y = rng.dirichlet(np.ones(C), size=(batch, 3)).astype(dtype)
+  return _logits(rng, batch, dtype), y
+
+
+def _multi_hot_inputs(rng: np.random.Generator, batch: int, dtype: Any) -> Inputs:
+  return _logits(rng, batch, dtype), (rng.uniform(size=(batch, 3, C)) < 0.4).astype(dtype)
+
+
+def _extreme_logits(rng: np.random.Generator, batch: int) -> np.ndarray:
+  return rng.choice([-1e4, 1e4, 0.0], size=(batch, 3, C)).astype(np.float32)
+
+
+def _int_label_extremes(rng: np.random.Generator, batch: int) -> Inputs:
+  return _extreme_logits(rng, batch), rng.integers(0, C, size=(batch, 3)).astype(np.int32)
+
+
+def _prob_label_extremes(rng: np.random.Generator, batch: int) -> Inputs:
+  y = np.zeros((batch, 3, C), np.float32)
+  y[..., 0] = 1.0  # one-hot rows: zero probabilities everywhere else
+  return _extreme_logits(rng, batch), y
+
+
+def _multi_hot_extremes(rng: np.random.Generator, batch: int) -> Inputs:
+  return _extreme_logits(rng, batch), (rng.uniform(size=(batch, 3, C)) < 0.5).astype(np.float32)
+
+
 CASES: list[LossCase] = [
     LossCase("mean_squared_error", jaxloss.mean_squared_error, _regression_inputs,
              _regression_extremes),
@@ -63,6 +108,26 @@ CASES: list[LossCase] = [
              _regression_extremes),
     LossCase("huber_loss", jaxloss.huber_loss, _regression_inputs, _regression_extremes,
              kwargs={"delta": 0.7}),
+ LossCase("softmax_cross_entropy[int]", jaxloss.softmax_cross_entropy, _int_label_inputs,
+             _int_label_extremes, class_axis=-1, forward_mode=False,
+             kwargs={"class_weights": CLASS_WEIGHTS, "label_smoothing": 0.1},
+             label_weights=lambda a: CLASS_WEIGHTS[a[1]]),
+    LossCase("softmax_cross_entropy[prob]", jaxloss.softmax_cross_entropy, _prob_label_inputs,
+             _prob_label_extremes, class_axis=-1, forward_mode=False,
+             kwargs={"class_weights": CLASS_WEIGHTS, "label_smoothing": 0.1},
+             label_weights=lambda a: (a[1] * CLASS_WEIGHTS).sum(-1)),
+    LossCase("sigmoid_binary_cross_entropy", jaxloss.sigmoid_binary_cross_entropy,
+             _multi_hot_inputs, _multi_hot_extremes, class_axis=-1,
+             kwargs={"pos_weight": POS_WEIGHT, "class_weights": CLASS_WEIGHTS,
+                     "label_smoothing": 0.05},
+             label_weights=lambda a: np.broadcast_to(CLASS_WEIGHTS, a[0].shape)),
+    LossCase("softmax_focal_loss[int]", jaxloss.softmax_focal_loss, _int_label_inputs,
+             _int_label_extremes, class_axis=-1,
+             kwargs={"gamma": 2.0, "alpha": np.array([0.25, 0.75, 0.5, 1.0], np.float32)}),
+    LossCase("softmax_focal_loss[prob]", jaxloss.softmax_focal_loss, _prob_label_inputs,
+             _prob_label_extremes, class_axis=-1, kwargs={"gamma": 1.5}),
+    LossCase("sigmoid_focal_loss", jaxloss.sigmoid_focal_loss, _multi_hot_inputs,
+             _multi_hot_extremes, class_axis=-1, kwargs={"gamma": 2.0, "alpha": 0.25}),
 ]
 
 

@@ -1,0 +1,406 @@
+"""Cross-entropy family: class-weighted softmax CE and weighted sigmoid BCE.
+
+Class weights follow the **ground-truth** label. Scaling logits by a weight
+changes the softmax temperature; it is not class weighting.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxloss import _checks
+from jaxloss._reduction import reduce_weighted, safe_div
+
+
+class ClassTargets(NamedTuple):
+  """Checked class-axis inputs shared by the softmax losses."""
+
+  logits: jax.Array  # compute dtype, masked rows zeroed
+  labels: jax.Array  # int labels (masked -> 0) or probabilities (masked rows -> 0)
+  is_int: bool
+  axis: int
+  num_classes: int
+  class_weights: jax.Array | None  # [C] in compute dtype
+  weights: jax.Array | None  # per element (shape of logits minus the class axis)
+  where: jax.Array | None
+  dtype: jnp.dtype
+
+
+def prepare_class_inputs(
+    logits, labels, *, axis, class_weights, weights, where, ignore_index, reduction,
+    name: str = "logits",
+) -> ClassTargets:
+  """The shared front of every class-axis loss: checks, masks, dtypes.
+
+  The per-element shape is ``logits.shape`` without the class axis. Integer
+  labels have that shape; probability (one-hot, smoothed, soft) labels have the
+  shape of ``logits``. Elements whose label is ``ignore_index``, or whose
+  probability row is all zero (an unlabeled example), are added to the mask.
+  Masked logits and labels are replaced by 0 *before* any arithmetic
+  (double-``where``), so NaN inputs under the mask stay harmless.
+  """
+  x = _checks.float_input(name, logits)
+  y = _checks.real_input("labels", labels)
+  _checks.check_reduction(reduction)
+  if x.ndim == 0:
+    raise ValueError(f"`{name}` must have a class axis; got a scalar.")
+  ax = _checks.normalize_axis("axis", axis, x.ndim)
+  num_classes = x.shape[ax]
+  elem_shape = x.shape[:ax] + x.shape[ax + 1:]
+  is_int = jnp.issubdtype(y.dtype, jnp.integer)
+  if is_int:
+    if y.shape != elem_shape:
+      raise ValueError(
+          f"integer `labels` has shape {tuple(y.shape)}; expected {elem_shape}, the shape of "
+          f"`{name}` {tuple(x.shape)} without its class axis {ax}."
+      )
+  elif y.shape != x.shape:
+    raise ValueError(
+        f"probability `labels` has shape {tuple(y.shape)}; expected the shape of `{name}` "
+        f"{tuple(x.shape)}. Integer class ids need an integer dtype."
+    )
+  if ignore_index is not None and not is_int:
+    raise ValueError("`ignore_index` only applies to integer labels.")
+  dtype = _checks.compute_dtype(x, None if is_int else y)
+  w, m = _checks.weights_and_mask(weights, where, elem_shape, dtype)
+  cw = None
+  if class_weights is not None:
+    cw = _checks.real_input("class_weights", class_weights)
+    if cw.shape != (num_classes,):
+      raise ValueError(
+          f"`class_weights` has shape {tuple(cw.shape)}; expected ({num_classes},), one weight "
+          f"per class of `{name}` {tuple(x.shape)} along axis {ax}."
+      )
+    cw = cw.astype(dtype)
+    _checks.check_nonnegative("class_weights", cw)
+  x = x.astype(dtype)
+  if is_int:
+    _checks.check_labels_in_range("labels", y, num_classes, ignore_index, where=m)
+    if ignore_index is not None:
+      keep = y != ignore_index
+      m = keep if m is None else jnp.logical_and(m, keep)
+  else:
+    y = y.astype(dtype)
+    _checks.check_probabilities("labels", y, ax, where=m)
+    labeled = jnp.any(y != 0, axis=ax)  # an all-zero row is an unlabeled example
+    m = labeled if m is None else jnp.logical_and(m, labeled)
+  _checks.check_finite(name, x, where=None if m is None else jnp.expand_dims(m, ax))
+  if m is not None:
+    mc = jnp.expand_dims(m, ax)
+    x = jnp.where(mc, x, jnp.zeros((), dtype))
+    y = jnp.where(m if is_int else mc, y, jnp.zeros((), y.dtype))
+  return ClassTargets(x, y, is_int, ax, num_classes, cw, w, m, dtype)
+
+
+def match_vma(cotangent: jax.Array | None, primal: jax.Array | None) -> jax.Array | None:
+  """Sums a custom_vjp cotangent over the mapped axes its primal does not vary over.
+
+  Inside ``shard_map``, a replicated input (class weights, say) used with a
+  sharded batch is implicitly broadcast across the devices; the transpose of
+  that broadcast is a ``psum``. A hand-written backward pass must apply it too.
+  """
+  if cotangent is None or primal is None:
+    return cotangent
+  extra = tuple(sorted(_varying_axes(cotangent) - _varying_axes(primal)))
+  return lax.psum(cotangent, extra) if extra else cotangent
+
+
+def _varying_axes(x: jax.Array) -> frozenset:
+  aval = jax.typeof(x)
+  mat = getattr(aval, "manual_axis_type", None)  # JAX >= 0.10; earlier: aval.vma
+  return mat.varying if mat is not None else getattr(aval, "vma", frozenset())
+
+
+def _iota_eq(labels: jax.Array, shape: tuple[int, ...], axis: int) -> jax.Array:
+  # Compare-with-iota instead of a one-hot array: stays inside the fusion.
+  return lax.broadcasted_iota(labels.dtype, shape, axis) == jnp.expand_dims(labels, axis)
+
+
+def _take_label(x: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
+  # One gathered logit per element; a masked select + reduce would materialise [N, C].
+  idx = jnp.expand_dims(labels, axis)
+  return jnp.squeeze(jnp.take_along_axis(x, idx, axis=axis, mode="promise_in_bounds"), axis)
+
+
+def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
+  # log Σ exp(x) = m + log Σ exp(x - m), m = max(x): no overflow at ±1e4 logits.
+  m = jnp.max(x, axis=axis, keepdims=True)
+  return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True))
+
+
+# ---------------------------------------------------------------- integer labels
+# loss_i = Σ_c a_ic (lse_i − x_ic), a_ic = (1−ε)·cw_{y_i}·[c = y_i] + (ε/C)·cw_c.
+# With A_i = Σ_c a_ic:  ∂loss_i/∂x_ik = A_i softmax(x_i)_k − a_ik.
+# The only residual kept for the backward pass is lse (one value per element).
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _ce_int(x, labels, cw_y, cw, axis, eps):
+  return _ce_int_fwd(x, labels, cw_y, cw, axis, eps)[0]
+
+
+def _smoothing_terms(x, lse, cw, axis, eps):
+  """(ε/C) Σ_c cw_c (lse − x_c) and (ε/C) Σ_c cw_c; cw=None means all ones."""
+  c = x.shape[axis]
+  if cw is None:
+    return (eps / c) * jnp.sum(lse - x, axis=axis), jnp.asarray(eps, x.dtype)
+  cwb = jnp.expand_dims(cw, tuple(i for i in range(x.ndim) if i != axis))
+  return (eps / c) * jnp.sum(cwb * (lse - x), axis=axis), (eps / c) * jnp.sum(cw)
+
+
+def _ce_int_fwd(x, labels, cw_y, cw, axis, eps):
+  lse = _logsumexp(x, axis)
+  x_y = _take_label(x, labels, axis)
+  nll = jnp.squeeze(lse, axis) - x_y
+  loss = nll if cw_y is None else cw_y * nll
+  if eps:
+    loss = (1 - eps) * loss + _smoothing_terms(x, lse, cw, axis, eps)[0]
+  return loss, (x, labels, cw_y, cw, lse)
+
+
+def _ce_int_bwd(axis, eps, res, g):
+  x, labels, cw_y, cw, lse = res
+  onehot = _iota_eq(labels, x.shape, axis)
+  a_y = (1 - eps) * (jnp.ones_like(g) if cw_y is None else cw_y)
+  big_a = a_y
+  a = jnp.where(onehot, jnp.expand_dims(a_y, axis), 0)
+  if eps:
+    smooth, smooth_total = _smoothing_terms(x, lse, cw, axis, eps)
+    big_a = big_a + smooth_total
+    if cw is None:
+      a = a + eps / x.shape[axis]
+    else:
+      a = a + (eps / x.shape[axis]) * jnp.expand_dims(
+          cw, tuple(i for i in range(x.ndim) if i != axis))
+  ge = jnp.expand_dims(g, axis)
+  dx = ge * (jnp.expand_dims(big_a, axis) * jnp.exp(x - lse) - a)
+  nll = jnp.squeeze(lse, axis) - _take_label(x, labels, axis)
+  # ∂loss_i/∂cw_{y_i} = (1−ε)(lse_i − x_{i,y_i}); ∂loss_i/∂cw_c = (ε/C)(lse_i − x_ic).
+  dcw_y = None if cw_y is None else (1 - eps) * g * nll
+  dcw = None
+  if cw is not None:
+    dcw = jnp.zeros_like(cw)
+    if eps:
+      axes = tuple(i for i in range(x.ndim) if i != axis)
+      dcw = (eps / x.shape[axis]) * jnp.sum(ge * (lse - x), axis=axes)
+  return dx, None, dcw_y, match_vma(dcw, cw)
+
+
+_ce_int.defvjp(_ce_int_fwd, _ce_int_bwd)
+
+
+# ---------------------------------------------------------------- probability labels
+# loss_i = Σ_c a_ic (lse_i − x_ic) with a_ic = cw_c·((1−ε) y_ic + ε/C); same gradient
+# A_i softmax − a_i in x, and ∂loss_i/∂y_ic = (1−ε)·cw_c·(lse_i − x_ic).
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _ce_prob(x, y, cw, axis, eps):
+  return _ce_prob_fwd(x, y, cw, axis, eps)[0]
+
+
+def _coefficients(y, cw, axis, eps):
+  a = y if not eps else (1 - eps) * y + eps / y.shape[axis]
+  if cw is not None:
+    a = a * jnp.expand_dims(cw, tuple(i for i in range(y.ndim) if i != axis))
+  return a
+
+
+def _ce_prob_fwd(x, y, cw, axis, eps):
+  lse = _logsumexp(x, axis)
+  loss = jnp.sum(_coefficients(y, cw, axis, eps) * (lse - x), axis=axis)
+  return loss, (x, y, cw, lse)
+
+
+def _ce_prob_bwd(axis, eps, res, g):
+  x, y, cw, lse = res
+  a = _coefficients(y, cw, axis, eps)
+  ge = jnp.expand_dims(g, axis)
+  dx = ge * (jnp.sum(a, axis=axis, keepdims=True) * jnp.exp(x - lse) - a)
+  dy = ge * (1 - eps) * (lse - x)
+  if cw is not None:
+    cwb = jnp.expand_dims(cw, tuple(i for i in range(y.ndim) if i != axis))
+    dy = dy * cwb
+    axes = tuple(i for i in range(x.ndim) if i != axis)
+    ys = y if not eps else (1 - eps) * y + eps / y.shape[axis]
+    dcw = jnp.sum(ge * ys * (lse - x), axis=axes)
+  else:
+    dcw = None
+  return dx, dy, match_vma(dcw, cw)
+
+
+_ce_prob.defvjp(_ce_prob_fwd, _ce_prob_bwd)
+
+
+def softmax_cross_entropy(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    class_weights: jax.typing.ArrayLike | None = None,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Softmax cross-entropy with class weights that follow the ground truth.
+
+  With :math:`p = \mathrm{softmax}(x)` along ``axis``, class weights
+  :math:`c_k` (1 if absent), smoothed targets
+  :math:`y'_{ik} = (1-\varepsilon) y_{ik} + \varepsilon / C`:
+
+  .. math::
+    l_i = \sum_k c_k\, y'_{ik}\, (-\log p_{ik}), \qquad
+    w_i = \mathrm{weights}_i \sum_k c_k\, y_{ik}
+
+  and the reduction of :func:`jaxloss.reduce_loss` uses :math:`w_i l_i` as
+  numerators and :math:`w_i` (built from the *unsmoothed* label) in the
+  ``"weighted_mean"`` and ``"sum_by_nonzero_weights"`` denominators. Integer
+  labels :math:`y_i` are one-hot rows, so integer and one-hot labels give
+  identical results in every reduction (PyTorch does not: with probability
+  targets its ``"mean"`` ignores ``weight``, issue 107680).
+
+  Masking: ``where=False``, ``labels == ignore_index`` and all-zero probability
+  rows (how a missing label is usually encoded) remove an element from every
+  numerator and denominator. With :math:`\varepsilon > 0` a pixel whose true
+  class has weight 0 still has a non-zero loss under ``reduction="none"``,
+  exactly as in torch.
+
+  Integer labels outside ``[0, C)`` that are not ``ignore_index`` give NaN, so
+  they are never silently ignored; :func:`jaxloss.checked` names them.
+
+  Equals:
+
+  * ``torch.nn.functional.cross_entropy(x_nchw, y, weight=c, ignore_index=k,
+    label_smoothing=ε, reduction="mean")`` with ``reduction="weighted_mean"``
+    (for ``"sum"``/``"none"``: the same names);
+  * ``optax.softmax_cross_entropy_with_integer_labels(x, y).mean()`` with no
+    weights and ``reduction="mean"``; ``optax.softmax_cross_entropy(x, y)``
+    for probability labels.
+
+  The value and gradient are a hand-written ``custom_vjp``: the backward pass is
+  :math:`g_i (A_i p_i - a_i)` with :math:`a_{ik} = c_k y'_{ik}`,
+  :math:`A_i = \sum_k a_{ik}`, and keeps only one log-sum-exp per element.
+
+  Args:
+    logits: unnormalised scores with a class axis.
+    labels: integer class ids (shape of ``logits`` without ``axis``) or
+      probabilities/one-hot (shape of ``logits``).
+    axis: the class axis of ``logits``.
+    class_weights: optional ``[C]`` non-negative weights, e.g.
+      :func:`jaxloss.median_frequency_weights`.
+    weights: optional per-element weights (see :func:`jaxloss.reduce_loss`).
+    where: optional boolean mask over elements.
+    ignore_index: integer label to leave out (e.g. 255 for void pixels).
+    label_smoothing: :math:`\varepsilon \in [0, 1]`.
+    reduction: see :func:`jaxloss.reduce_loss`.
+    axis_name: optional mapped axis name to ``psum`` the reduction over.
+
+  Returns:
+    The reduced loss, or per-element losses ``w_i l_i`` for ``"none"``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    >>> labels = jnp.array([0, 2])
+    >>> cw = jnp.array([1.0, 1.0, 4.0])
+    >>> round(float(jaxloss.softmax_cross_entropy(
+    ...     logits, labels, class_weights=cw, reduction="weighted_mean")), 4)
+    1.2751
+  """
+  if not 0.0 <= label_smoothing <= 1.0:
+    raise ValueError(f"`label_smoothing` must lie in [0, 1]; got {label_smoothing!r}.")
+  t = prepare_class_inputs(
+      logits, labels, axis=axis, class_weights=class_weights, weights=weights, where=where,
+      ignore_index=ignore_index, reduction=reduction)
+  eps = float(label_smoothing)
+  if t.is_int:
+    valid = (t.labels >= 0) & (t.labels < t.num_classes)
+    safe = jnp.where(valid, t.labels, 0)
+    cw_y = None if t.class_weights is None else jnp.take(t.class_weights, safe)
+    loss = _ce_int(t.logits, safe, cw_y, t.class_weights, t.axis, eps)
+    # An out-of-range label that is not ignore_index is an error, never dropped.
+    loss = jnp.where(valid, loss, jnp.nan)
+    label_weight = cw_y
+  else:
+    loss = _ce_prob(t.logits, t.labels, t.class_weights, t.axis, eps)
+    label_weight = None
+    if t.class_weights is not None:
+      cwb = jnp.expand_dims(t.class_weights,
+                            tuple(i for i in range(t.logits.ndim) if i != t.axis))
+      label_weight = jnp.sum(cwb * t.labels, axis=t.axis)
+  return _reduce(loss, label_weight, t, reduction, axis_name)
+
+
+def _reduce(loss, label_weight, t: ClassTargets, reduction, axis_name):
+  """Numerators weights·loss, denominators weights·label_weight (both may be absent)."""
+  w = t.weights
+  if label_weight is not None:
+    w = label_weight if w is None else w * label_weight
+  wl = loss if t.weights is None else t.weights * loss
+  return reduce_weighted(wl, w, t.where, reduction, axis_name)
+
+
+
+def class_breakdown(
+    losses: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    num_classes: int,
+    *,
+    where: jax.typing.ArrayLike | None = None,
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Mean per-element loss over the elements of each true class.
+
+  .. math::
+    b_c = \frac{\sum_i m_i [y_i = c]\, l_i}{\sum_i m_i [y_i = c]}, \qquad
+    b_c = 0 \text{ if class } c \text{ has no unmasked element}
+
+  Log this next to the mean loss: a rare class that fails stands out here
+  while it vanishes in the mean. Pass the ``reduction="none"`` output of a
+  loss as ``losses``. Labels outside ``[0, num_classes)`` (e.g. an
+  ``ignore_index``) belong to no class; mask them with ``where`` to say so.
+
+  Args:
+    losses: per-element losses, the shape of ``labels``.
+    labels: integer class ids.
+    num_classes: the number of classes ``C`` (static).
+    where: optional boolean mask over elements.
+    axis_name: optional mapped axis name to ``psum`` the sums over.
+
+  Returns:
+    ``[num_classes]`` float32 per-class mean losses, 0 for absent classes.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> losses = jnp.array([0.1, 0.3, 2.0, 0.2])
+    >>> labels = jnp.array([0, 0, 2, 0])
+    >>> [round(v, 4) for v in jaxloss.class_breakdown(losses, labels, 4).tolist()]
+    [0.2, 0.0, 2.0, 0.0]
+  """
+  l = _checks.float_input("losses", losses)
+  y = _checks.integer_input("labels", labels)
+  if l.shape != y.shape:
+    raise ValueError(f"`losses` has shape {tuple(l.shape)}; expected the shape of `labels` "
+                     f"{tuple(y.shape)}.")
+  dtype = _checks.compute_dtype(l)
+  _, m = _checks.weights_and_mask(None, where, y.shape, dtype)
+  l = l.astype(dtype)
+  hit = _iota_eq(y, y.shape + (num_classes,), y.ndim)
+  if m is not None:
+    hit = jnp.logical_and(hit, m[..., None])
+  axes = tuple(range(y.ndim))
+  total = jnp.sum(jnp.where(hit, l[..., None], jnp.zeros((), dtype)), axis=axes)
+  count = jnp.sum(hit, axis=axes, dtype=dtype)
+  if axis_name is not None:
+    total, count = lax.psum((total, count), axis_name)
+  return safe_div(total, count)
