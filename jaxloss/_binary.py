@@ -134,6 +134,6 @@ def sigmoid_binary_cross_entropy(
   loss = y * pos + (1 - y) * jax.nn.softplus(x)
   cw = pc["class_weights"]
   if cw is not None:
-    w = jnp.broadcast_to(cw, x.shape) if w is None else w * cw
+    w = cw if w is None else w * cw
   wl = loss if w is None else w * loss
   return reduce_weighted(wl, w, m, reduction, axis_name)

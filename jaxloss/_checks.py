@@ -154,10 +154,10 @@ def broadcast_operands(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> 
   return tuple(shape)
 
 
-def broadcast_to_loss(
+def align_to_loss(
     name: str, x: jax.Array, shape: Sequence[int], what: str = "loss"
 ) -> jax.Array:
-  """Broadcasts ``weights`` or ``where`` to the per-element loss shape.
+  """Aligns ``weights`` or ``where`` with the per-element loss shape, without broadcasting.
 
   Accepted shapes, all checked at trace time:
 
@@ -168,14 +168,16 @@ def broadcast_to_loss(
   * the same rank as ``shape`` with some axes of size 1.
 
   Anything else, notably a lower-rank array aligned on trailing axes, raises.
+  The result has the rank of ``shape`` with size-1 axes where it broadcasts;
+  it is left compact so that XLA never materialises a broadcast weight array.
   """
   shape = tuple(shape)
   if x.ndim == 0:
-    return jnp.broadcast_to(x, shape)
+    return x.reshape((1,) * len(shape))
   if x.ndim < len(shape) and tuple(x.shape) == shape[: x.ndim]:
     x = x.reshape(x.shape + (1,) * (len(shape) - x.ndim))
   if x.ndim == len(shape) and all(d in (1, s) for d, s in zip(x.shape, shape, strict=True)):
-    return jnp.broadcast_to(x, shape)
+    return x
   raise ValueError(
       f"`{name}` has shape {tuple(x.shape)}, which does not fit the per-element {what} "
       f"shape {shape}. Expected a scalar, {shape}, a leading prefix of it such as "
@@ -191,12 +193,16 @@ def weights_and_mask(
     dtype: jnp.dtype,
     what: str = "loss",
 ) -> tuple[jax.Array | None, jax.Array | None]:
-  """Checks and broadcasts ``weights`` (cast to ``dtype``) and ``where`` to ``shape``."""
+  """Checks ``weights`` (cast to ``dtype``) and ``where`` and aligns them with ``shape``.
+
+  Both come back with the rank of ``shape`` and size-1 axes where they
+  broadcast (see :func:`align_to_loss`), or ``None``.
+  """
   w = m = None
   if weights is not None:
-    w = broadcast_to_loss("weights", real_input("weights", weights), shape, what).astype(dtype)
+    w = align_to_loss("weights", real_input("weights", weights), shape, what).astype(dtype)
   if where is not None:
-    m = broadcast_to_loss("where", bool_input("where", where), shape, what)
+    m = align_to_loss("where", bool_input("where", where), shape, what)
   if w is not None:
     check_nonnegative("weights", w, where=m)
   return w, m

@@ -74,23 +74,28 @@ def reduce_weighted(
   if reduction == "mean" or weights is None:
     # Keras "sum_over_batch_size": divide by the number of unmasked elements.
     # Without weights, "weighted_mean" and "sum_by_nonzero_weights" are this too.
-    if where is None:
-      den = jnp.asarray(_psum(_checks.static_size(wl.shape), axis_name), dtype)
-    else:
-      den = _psum(jnp.sum(where, dtype=dtype), axis_name)
+    terms = None if where is None else where
   elif reduction == "weighted_mean":
     # PyTorch weighted mean / TF1 MEAN: divide by the total (unmasked) weight.
-    wm = weights if where is None else jnp.where(where, weights, jnp.zeros((), dtype))
-    den = _psum(jnp.sum(wm), axis_name)
+    terms = weights if where is None else jnp.where(where, weights, jnp.zeros((), dtype))
   elif reduction == "sum_by_nonzero_weights":
     # TF1 default: divide by the number of elements whose effective weight is non-zero.
-    nz = weights != 0
-    if where is not None:
-      nz = jnp.logical_and(nz, where)
-    den = _psum(jnp.sum(nz, dtype=dtype), axis_name)
+    terms = weights != 0 if where is None else jnp.logical_and(weights != 0, where)
   else:  # pragma: no cover - guarded by check_reduction
     raise ValueError(reduction)
-  return safe_div(num, den)
+  return safe_div(num, _psum(_full_sum(terms, wl.shape, dtype), axis_name))
+
+
+def _full_sum(terms: jax.Array | None, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+  """Σ over ``shape`` of ``terms`` broadcast to it (1 if None), without broadcasting.
+
+  ``terms`` has size-1 axes where it broadcasts, so the full sum is its own sum
+  times the number of times each entry repeats.
+  """
+  full = _checks.static_size(shape)
+  if terms is None:
+    return jnp.asarray(full, dtype)
+  return jnp.sum(terms, dtype=dtype) * jnp.asarray(full // _checks.static_size(terms.shape), dtype)
 
 
 def reduce_loss(

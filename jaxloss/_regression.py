@@ -190,11 +190,23 @@ def huber_loss(
   _checks.check_static_positive("delta", delta)
 
   def per_element(e: jax.Array) -> jax.Array:
-    # Overflow-free split |e| = q + r with q = min(|e|, delta): 0.5 q^2 + delta r
-    # equals both branches and never squares a large error.
-    d = jnp.asarray(delta, e.dtype)
-    abs_e = _abs(e)
-    quadratic = jnp.minimum(abs_e, d)
-    return 0.5 * jnp.square(quadratic) + d * (abs_e - quadratic)
+    return _huber(e, jnp.asarray(delta, e.dtype))
 
   return _regression_loss(per_element, predictions, targets, weights, where, reduction, axis_name)
+
+
+@jax.custom_jvp
+def _huber(e: jax.Array, delta: jax.Array) -> jax.Array:
+  abs_e = jnp.abs(e)
+  # The quadratic branch may overflow for |e| > 1.8e19 in float32, but it is then not
+  # selected, and the tangent rule below never differentiates through it.
+  return jnp.where(abs_e <= delta, 0.5 * e * e, delta * (abs_e - 0.5 * delta))
+
+
+@_huber.defjvp
+def _huber_jvp(primals, tangents):
+  # ∂l/∂e = clip(e, −δ, δ); ∂l/∂δ = max(|e| − δ, 0). Written by hand so that XLA keeps
+  # value and gradient elementwise in e, with no intermediate saved in between.
+  (e, delta), (de, ddelta) = primals, tangents
+  grad_e = jnp.clip(e, -delta, delta)
+  return _huber(e, delta), grad_e * de + jnp.maximum(jnp.abs(e) - delta, 0) * ddelta
