@@ -20,7 +20,7 @@ from jaxloss._reduction import reduce_weighted, safe_div
 class ClassTargets(NamedTuple):
   """Checked class-axis inputs shared by the softmax losses."""
 
-  logits: jax.Array  # compute dtype, masked rows zeroed
+  logits: jax.Array  # the input's dtype (cast inside each fused kernel), masked rows zeroed
   labels: jax.Array  # int labels (masked -> 0) or probabilities (masked rows -> 0)
   is_int: bool
   axis: int
@@ -42,7 +42,9 @@ def prepare_class_inputs(
   shape of ``logits``. Elements whose label is ``ignore_index``, or whose
   probability row is all zero (an unlabeled example), are added to the mask.
   Masked logits and labels are replaced by 0 *before* any arithmetic
-  (double-``where``), so NaN inputs under the mask stay harmless.
+  (double-``where``), so NaN inputs under the mask stay harmless. Logits keep
+  their dtype: a bf16 input cast once to f32 outside the kernels would be
+  materialised as a full f32 copy, so each kernel casts on the fly.
   """
   x = _checks.float_input(name, logits)
   y = _checks.real_input("labels", labels)
@@ -78,7 +80,6 @@ def prepare_class_inputs(
       )
     cw = cw.astype(dtype)
     _checks.check_nonnegative("class_weights", cw)
-  x = x.astype(dtype)
   if is_int:
     _checks.check_labels_in_range("labels", y, num_classes, ignore_index, where=m)
     if ignore_index is not None:
@@ -92,7 +93,7 @@ def prepare_class_inputs(
   _checks.check_finite(name, x, where=None if m is None else jnp.expand_dims(m, ax))
   if m is not None:
     mc = jnp.expand_dims(m, ax)
-    x = jnp.where(mc, x, jnp.zeros((), dtype))
+    x = jnp.where(mc, x, jnp.zeros((), x.dtype))
     y = jnp.where(m if is_int else mc, y, jnp.zeros((), y.dtype))
   return ClassTargets(x, y, is_int, ax, num_classes, cw, w, m, dtype)
 
@@ -121,16 +122,49 @@ def _iota_eq(labels: jax.Array, shape: tuple[int, ...], axis: int) -> jax.Array:
   return lax.broadcasted_iota(labels.dtype, shape, axis) == jnp.expand_dims(labels, axis)
 
 
+# XLA:CPU reduces a small minor axis (a dozen classes) one row at a time, about
+# 1.6x slower than an elementwise max/add over per-class slices, which vectorises
+# across rows. Up to this many classes the class reductions are unrolled.
+_UNROLL_MAX_CLASSES = 32
+
+
+def _class_reduce(op, x: jax.Array, axis: int) -> jax.Array:
+  """``op``-reduction over the class axis (``jnp.maximum`` or ``jnp.add``), no kept axis."""
+  c = x.shape[axis]
+  if c > _UNROLL_MAX_CLASSES:
+    return (jnp.max if op is jnp.maximum else jnp.sum)(x, axis=axis)
+  return functools.reduce(op, [lax.index_in_dim(x, k, axis, keepdims=False) for k in range(c)])
+
+
+def _class_sum(x: jax.Array, axis: int) -> jax.Array:
+  return _class_reduce(jnp.add, x, axis)
+
+
 def _take_label(x: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
-  # One gathered logit per element; a masked select + reduce would materialise [N, C].
-  idx = jnp.expand_dims(labels, axis)
-  return jnp.squeeze(jnp.take_along_axis(x, idx, axis=axis, mode="promise_in_bounds"), axis)
+  """The logit of each element's label; NaN for a label outside ``[0, C)``.
+
+  An invalid label thus poisons the loss instead of being dropped, at no extra
+  pass over the data. For few classes the selection is an elementwise select
+  over per-class slices, which XLA fuses with the log-sum-exp; otherwise one
+  gather per element (a masked select + reduce would materialise ``[N, C]``).
+  """
+  c = x.shape[axis]
+  if c > _UNROLL_MAX_CLASSES:
+    idx = jnp.expand_dims(labels, axis)
+    taken = jnp.take_along_axis(x, idx, axis=axis, mode="fill", fill_value=jnp.nan)
+    return jnp.squeeze(taken, axis)
+  zero = jnp.zeros((), x.dtype)
+  picked = [jnp.where(labels == k, lax.index_in_dim(x, k, axis, keepdims=False), zero)
+            for k in range(c)]
+  valid = (labels >= 0) & (labels < c)
+  return jnp.where(valid, functools.reduce(jnp.add, picked), jnp.nan)
 
 
 def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
-  # log Σ exp(x) = m + log Σ exp(x - m), m = max(x): no overflow at ±1e4 logits.
-  m = jnp.max(x, axis=axis, keepdims=True)
-  return m + jnp.log(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True))
+  # log Σ exp(x) = m + log Σ exp(x − m), m = max(x): no overflow at ±1e4 logits.
+  # Returned without the class axis: a kept size-1 axis costs XLA:CPU a layout copy.
+  m = _class_reduce(jnp.maximum, x, axis)
+  return m + jnp.log(_class_sum(jnp.exp(x - jnp.expand_dims(m, axis)), axis))
 
 
 # ---------------------------------------------------------------- integer labels
@@ -139,32 +173,34 @@ def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
 # The only residual kept for the backward pass is lse (one value per element).
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _ce_int(x, labels, cw_y, cw, axis, eps):
-  return _ce_int_fwd(x, labels, cw_y, cw, axis, eps)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _ce_int(x, labels, cw_y, cw, axis, eps, dtype):
+  return _ce_int_fwd(x, labels, cw_y, cw, axis, eps, dtype)[0]
 
 
 def _smoothing_terms(x, lse, cw, axis, eps):
   """(ε/C) Σ_c cw_c (lse − x_c) and (ε/C) Σ_c cw_c; cw=None means all ones."""
   c = x.shape[axis]
+  neg_logp = jnp.expand_dims(lse, axis) - x
   if cw is None:
-    return (eps / c) * jnp.sum(lse - x, axis=axis), jnp.asarray(eps, x.dtype)
+    return (eps / c) * _class_sum(neg_logp, axis), jnp.asarray(eps, x.dtype)
   cwb = jnp.expand_dims(cw, tuple(i for i in range(x.ndim) if i != axis))
-  return (eps / c) * jnp.sum(cwb * (lse - x), axis=axis), (eps / c) * jnp.sum(cw)
+  return (eps / c) * _class_sum(cwb * neg_logp, axis), (eps / c) * jnp.sum(cw)
 
 
-def _ce_int_fwd(x, labels, cw_y, cw, axis, eps):
+def _ce_int_fwd(x_in, labels, cw_y, cw, axis, eps, dtype):
+  x = x_in.astype(dtype)
   lse = _logsumexp(x, axis)
-  x_y = _take_label(x, labels, axis)
-  nll = jnp.squeeze(lse, axis) - x_y
+  nll = lse - _take_label(x, labels, axis)
   loss = nll if cw_y is None else cw_y * nll
   if eps:
     loss = (1 - eps) * loss + _smoothing_terms(x, lse, cw, axis, eps)[0]
-  return loss, (x, labels, cw_y, cw, lse)
+  return loss, (x_in, labels, cw_y, cw, lse)
 
 
-def _ce_int_bwd(axis, eps, res, g):
-  x, labels, cw_y, cw, lse = res
+def _ce_int_bwd(axis, eps, dtype, res, g):
+  x_in, labels, cw_y, cw, lse = res
+  x = x_in.astype(dtype)
   onehot = _iota_eq(labels, x.shape, axis)
   a_y = (1 - eps) * (jnp.ones_like(g) if cw_y is None else cw_y)
   big_a = a_y
@@ -178,8 +214,9 @@ def _ce_int_bwd(axis, eps, res, g):
       a = a + (eps / x.shape[axis]) * jnp.expand_dims(
           cw, tuple(i for i in range(x.ndim) if i != axis))
   ge = jnp.expand_dims(g, axis)
-  dx = ge * (jnp.expand_dims(big_a, axis) * jnp.exp(x - lse) - a)
-  nll = jnp.squeeze(lse, axis) - _take_label(x, labels, axis)
+  lse_c = jnp.expand_dims(lse, axis)
+  dx = ge * (jnp.expand_dims(big_a, axis) * jnp.exp(x - lse_c) - a)
+  nll = lse - _take_label(x, labels, axis)
   # ∂loss_i/∂cw_{y_i} = (1−ε)(lse_i − x_{i,y_i}); ∂loss_i/∂cw_c = (ε/C)(lse_i − x_ic).
   dcw_y = None if cw_y is None else (1 - eps) * g * nll
   dcw = None
@@ -187,8 +224,8 @@ def _ce_int_bwd(axis, eps, res, g):
     dcw = jnp.zeros_like(cw)
     if eps:
       axes = tuple(i for i in range(x.ndim) if i != axis)
-      dcw = (eps / x.shape[axis]) * jnp.sum(ge * (lse - x), axis=axes)
-  return dx, None, dcw_y, match_vma(dcw, cw)
+      dcw = (eps / x.shape[axis]) * jnp.sum(ge * (lse_c - x), axis=axes)
+  return dx.astype(x_in.dtype), None, dcw_y, match_vma(dcw, cw)
 
 
 _ce_int.defvjp(_ce_int_fwd, _ce_int_bwd)
@@ -199,9 +236,9 @@ _ce_int.defvjp(_ce_int_fwd, _ce_int_bwd)
 # A_i softmax − a_i in x, and ∂loss_i/∂y_ic = (1−ε)·cw_c·(lse_i − x_ic).
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _ce_prob(x, y, cw, axis, eps):
-  return _ce_prob_fwd(x, y, cw, axis, eps)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _ce_prob(x, y, cw, axis, eps, dtype):
+  return _ce_prob_fwd(x, y, cw, axis, eps, dtype)[0]
 
 
 def _coefficients(y, cw, axis, eps):
@@ -211,17 +248,20 @@ def _coefficients(y, cw, axis, eps):
   return a
 
 
-def _ce_prob_fwd(x, y, cw, axis, eps):
+def _ce_prob_fwd(x_in, y, cw, axis, eps, dtype):
+  x = x_in.astype(dtype)
   lse = _logsumexp(x, axis)
-  loss = jnp.sum(_coefficients(y, cw, axis, eps) * (lse - x), axis=axis)
-  return loss, (x, y, cw, lse)
+  loss = _class_sum(_coefficients(y, cw, axis, eps) * (jnp.expand_dims(lse, axis) - x), axis)
+  return loss, (x_in, y, cw, lse)
 
 
-def _ce_prob_bwd(axis, eps, res, g):
-  x, y, cw, lse = res
+def _ce_prob_bwd(axis, eps, dtype, res, g):
+  x_in, y, cw, lse = res
+  x = x_in.astype(dtype)
+  lse = jnp.expand_dims(lse, axis)
   a = _coefficients(y, cw, axis, eps)
   ge = jnp.expand_dims(g, axis)
-  dx = ge * (jnp.sum(a, axis=axis, keepdims=True) * jnp.exp(x - lse) - a)
+  dx = ge * (jnp.expand_dims(_class_sum(a, axis), axis) * jnp.exp(x - lse) - a)
   dy = ge * (1 - eps) * (lse - x)
   if cw is not None:
     cwb = jnp.expand_dims(cw, tuple(i for i in range(y.ndim) if i != axis))
@@ -231,7 +271,7 @@ def _ce_prob_bwd(axis, eps, res, g):
     dcw = jnp.sum(ge * ys * (lse - x), axis=axes)
   else:
     dcw = None
-  return dx, dy, match_vma(dcw, cw)
+  return dx.astype(x_in.dtype), dy, match_vma(dcw, cw)
 
 
 _ce_prob.defvjp(_ce_prob_fwd, _ce_prob_bwd)
@@ -323,20 +363,20 @@ def softmax_cross_entropy(
       ignore_index=ignore_index, reduction=reduction)
   eps = float(label_smoothing)
   if t.is_int:
-    valid = (t.labels >= 0) & (t.labels < t.num_classes)
-    safe = jnp.where(valid, t.labels, 0)
-    cw_y = None if t.class_weights is None else jnp.take(t.class_weights, safe)
-    loss = _ce_int(t.logits, safe, cw_y, t.class_weights, t.axis, eps)
-    # An out-of-range label that is not ignore_index is an error, never dropped.
-    loss = jnp.where(valid, loss, jnp.nan)
+    # Out-of-range labels that are not ignore_index are an error, never dropped: their
+    # gathered logit and class weight are NaN (mode="fill"), so the loss is NaN.
+    cw_y = None
+    if t.class_weights is not None:
+      cw_y = jnp.take(t.class_weights, t.labels, mode="fill", fill_value=jnp.nan)
+    loss = _ce_int(t.logits, t.labels, cw_y, t.class_weights, t.axis, eps, t.dtype)
     label_weight = cw_y
   else:
-    loss = _ce_prob(t.logits, t.labels, t.class_weights, t.axis, eps)
+    loss = _ce_prob(t.logits, t.labels, t.class_weights, t.axis, eps, t.dtype)
     label_weight = None
     if t.class_weights is not None:
       cwb = jnp.expand_dims(t.class_weights,
                             tuple(i for i in range(t.logits.ndim) if i != t.axis))
-      label_weight = jnp.sum(cwb * t.labels, axis=t.axis)
+      label_weight = _class_sum(cwb * t.labels, t.axis)
   return _reduce(loss, label_weight, t, reduction, axis_name)
 
 

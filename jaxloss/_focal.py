@@ -97,7 +97,7 @@ def softmax_focal_loss(
   t = prepare_class_inputs(
       logits, labels, axis=axis, class_weights=None, weights=weights, where=where,
       ignore_index=ignore_index, reduction=reduction)
-  x, ax = t.logits, t.axis
+  x, ax = t.logits.astype(t.dtype), t.axis
   log_p, log1m_p = _log_softmax_and_log1m(x, ax)
   per_class = -jnp.exp(gamma * log1m_p) * log_p
   if alpha is not None:
