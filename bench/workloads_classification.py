@@ -81,10 +81,13 @@ for _dtype, _suffix in ((np.float32, ""), (jnp.bfloat16, "_bf16")):
   ))
 
 
+_CW5 = CLASS_WEIGHTS_5.reshape(1, 1, 1, -1)  # explicit broadcast (strict rank promotion)
+
+
 def _naive_bce(x: jax.Array, y: jax.Array) -> jax.Array:
   p = jax.nn.sigmoid(x)
   per = -(y * jnp.log(p) + (1 - y) * jnp.log1p(-p))
-  return jnp.mean(jnp.asarray(CLASS_WEIGHTS_5) * per)
+  return jnp.mean(_CW5 * per)
 
 
 def _torch_bce(torch: ModuleType):
@@ -102,7 +105,7 @@ register(Workload(
             x, y, class_weights=CLASS_WEIGHTS_5),
         "naive_jax": _naive_bce,
         "optax": lambda x, y: jnp.mean(
-            jnp.asarray(CLASS_WEIGHTS_5) * optax.sigmoid_binary_cross_entropy(x, y)),
+            _CW5 * optax.sigmoid_binary_cross_entropy(x, y)),
     },
     torch_factory=_torch_bce,
     rtol=1e-3,

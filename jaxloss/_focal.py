@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxloss import _checks
-from jaxloss._binary import _per_class, prepare_multilabel_inputs
-from jaxloss._classification import _reduce, prepare_class_inputs
+from jaxloss._binary import _per_class, prepare_multilabel_inputs, softplus
+from jaxloss._classification import (
+    _class_reduce,
+    _class_sum,
+    _reduce,
+    _take_label,
+    prepare_class_inputs,
+)
 from jaxloss._reduction import reduce_weighted
 
 
@@ -97,26 +106,25 @@ def softmax_focal_loss(
   t = prepare_class_inputs(
       logits, labels, axis=axis, class_weights=None, weights=weights, where=where,
       ignore_index=ignore_index, reduction=reduction)
-  x, ax = t.logits.astype(t.dtype), t.axis
-  log_p, log1m_p = _log_softmax_and_log1m(x, ax)
-  per_class = -jnp.exp(gamma * log1m_p) * log_p
+  ax = t.axis
+  a = None
   if alpha is not None:
     a = _checks.real_input("alpha", alpha).astype(t.dtype)
-    if a.ndim == 1:
-      if a.shape != (t.num_classes,):
-        raise ValueError(f"`alpha` has shape {tuple(a.shape)}; expected a scalar or "
-                         f"({t.num_classes},), one value per class along axis {ax}.")
-      a = _per_class(a, x.ndim, ax)
-    elif a.ndim != 0:
+    if a.ndim > 1 or (a.ndim == 1 and a.shape != (t.num_classes,)):
       raise ValueError(f"`alpha` has shape {tuple(a.shape)}; expected a scalar or "
-                       f"({t.num_classes},).")
-    per_class = a * per_class
+                       f"({t.num_classes},), one value per class along axis {ax}.")
   if t.is_int:
-    valid = (t.labels >= 0) & (t.labels < t.num_classes)
-    onehot = jax.nn.one_hot(jnp.where(valid, t.labels, 0), t.num_classes, axis=ax,
-                            dtype=t.dtype)
-    loss = jnp.where(valid, jnp.sum(onehot * per_class, axis=ax), jnp.nan)
+    alpha_y = None
+    if a is not None:
+      alpha_y = (jnp.take(a, t.labels, mode="fill", fill_value=jnp.nan) if a.ndim
+                 else jnp.broadcast_to(a, t.labels.shape))
+    loss = _focal_int(t.logits, t.labels, alpha_y, ax, float(gamma), t.dtype)
   else:
+    x = t.logits.astype(t.dtype)
+    log_p, log1m_p = _log_softmax_and_log1m(x, ax)
+    per_class = -jnp.exp(gamma * log1m_p) * log_p
+    if a is not None:
+      per_class = (_per_class(a, x.ndim, ax) if a.ndim else a) * per_class
     loss = jnp.sum(t.labels * per_class, axis=ax)
   return _reduce(loss, None, t, reduction, axis_name)
 
@@ -140,9 +148,10 @@ def sigmoid_focal_loss(
     p_t = p y + (1-p)(1-y), \quad \alpha_t = \alpha y + (1-\alpha)(1-y)
 
   with :math:`p = \sigma(x)`, no :math:`\alpha_t` factor when ``alpha`` is
-  ``None``, and :math:`\log(1-p_t) = \mathrm{logaddexp}(\log\sigma(x) +
-  \log(1-y),\ \log\sigma(-x) + \log y)`, exact for soft labels and finite at
-  ±1e4 logits. Reduced over all elements by :func:`jaxloss.reduce_loss`.
+  ``None``, and :math:`1 - p_t = \sigma(x)(1-y) + \sigma(-x)\,y` evaluated
+  from one softplus, exact for soft labels and finite at ±1e4 logits. Where
+  :math:`1 - p_t` underflows to 0 the factor and its gradient are 0. Reduced
+  over all elements by :func:`jaxloss.reduce_loss`.
 
   Equals ``optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)`` element
   for element, ``torchvision.ops.sigmoid_focal_loss`` (same defaults) and
@@ -178,13 +187,81 @@ def sigmoid_focal_loss(
   x, y, _, w, m, _, _ = prepare_multilabel_inputs(
       logits, labels, axis=axis, class_arrays={}, weights=weights, where=where,
       reduction=reduction)
-  log_p, log_1mp = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
-  bce = -(y * log_p + (1 - y) * log_1mp)
-  # log(1 − p_t) = log(p(1−y) + (1−p)y), a log-sum-exp of two log terms; log(0) = −inf is
-  # handled by logaddexp for hard labels.
-  log_1m_pt = jnp.logaddexp(log_p + jnp.log1p(-y), log_1mp + jnp.log(y))
-  loss = jnp.exp(gamma * log_1m_pt) * bce
+  # With sp = softplus(x): BCE = sp − y·x, σ(x) = exp(x − sp), σ(−x) = exp(−sp), and
+  # 1 − p_t = σ(x)(1 − y) + σ(−x)·y, a sum of two non-negative terms: exact for soft
+  # labels, no cancellation, finite at ±1e4.
+  sp = softplus(x)
+  bce = sp - y * x
+  one_minus_pt = jnp.exp(x - sp) * (1 - y) + jnp.exp(-sp) * y
+  loss = _safe_pow(one_minus_pt, gamma) * bce
   if alpha is not None:
     loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
   wl = loss if w is None else w * loss
   return reduce_weighted(wl, w, m, reduction, axis_name)
+
+
+def _safe_pow(base: jax.Array, gamma: float) -> jax.Array:
+  """``base ** gamma`` for ``base >= 0``, with value and gradient 0 at ``base == 0``.
+
+  The inner ``where`` keeps ``0 ** (gamma − 1)`` (inf for gamma < 1) out of the
+  backward pass.
+  """
+  if gamma == 0:
+    return jnp.ones_like(base)
+  positive = base > 0
+  safe = jnp.where(positive, base, 1)
+  return jnp.where(positive, safe**gamma, 0)
+
+
+# Integer labels: l_i = −α_y (1 − p)^γ log p with p = p_{i,y_i}. With
+# dp/dx_k = p([k = y] − p_k):
+#   ∂l_i/∂x_ik = C_i ([k = y_i] − p_ik),  C_i = α_y [γ (1 − p)^(γ−1) p log p − (1 − p)^γ],
+# the cross-entropy gradient scaled per element. Residuals: lse and C_i per element.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _focal_int(x, labels, alpha_y, axis, gamma, dtype):
+  return _focal_int_fwd(x, labels, alpha_y, axis, gamma, dtype)[0]
+
+
+def _focal_int_fwd(x_in, labels, alpha_y, axis, gamma, dtype):
+  x = x_in.astype(dtype)
+  c = x.shape[axis]
+  m = _class_reduce(jnp.maximum, x, axis)
+  e = jnp.exp(x - jnp.expand_dims(m, axis))
+  s = _class_sum(e, axis)
+  # Σ_{k≠y} e_k summed directly, never as s − e_y: log(1 − p) stays exact when p → 1.
+  if c > 32:
+    others = jnp.sum(jnp.where(_label_mask(labels, x.shape, axis), 0, e), axis=axis)
+  else:
+    others = functools.reduce(jnp.add, [
+        jnp.where(labels == k, 0, lax.index_in_dim(e, k, axis, keepdims=False))
+        for k in range(c)])
+  log_s = jnp.log(s)
+  lse = m + log_s
+  log_p = _take_label(x, labels, axis) - lse
+  # Clamped at the smallest normal float, where (1 − p)^γ has underflowed anyway.
+  log1m = jnp.log(jnp.maximum(others, jnp.finfo(dtype).tiny)) - log_s
+  focal = jnp.exp(gamma * log1m)
+  base = -focal * log_p
+  coef = gamma * jnp.exp((gamma - 1) * log1m + log_p) * log_p - focal if gamma else -focal
+  if alpha_y is not None:
+    coef = alpha_y * coef
+  loss = base if alpha_y is None else alpha_y * base
+  return loss, (x_in, labels, lse, coef, base, alpha_y)
+
+
+def _label_mask(labels, shape, axis):
+  return lax.broadcasted_iota(labels.dtype, shape, axis) == jnp.expand_dims(labels, axis)
+
+
+def _focal_int_bwd(axis, gamma, dtype, res, g):
+  x_in, labels, lse, coef, base, alpha_y = res
+  x = x_in.astype(dtype)
+  onehot = _label_mask(labels, x.shape, axis)
+  p = jnp.exp(x - jnp.expand_dims(lse, axis))
+  dx = jnp.expand_dims(g * coef, axis) * (onehot.astype(dtype) - p)
+  return dx.astype(x_in.dtype), None, None if alpha_y is None else g * base
+
+
+_focal_int.defvjp(_focal_int_fwd, _focal_int_bwd)

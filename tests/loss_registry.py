@@ -122,7 +122,7 @@ CASES: list[LossCase] = [
                      "label_smoothing": 0.05},
              label_weights=lambda a: np.broadcast_to(CLASS_WEIGHTS, a[0].shape)),
     LossCase("softmax_focal_loss[int]", jaxloss.softmax_focal_loss, _int_label_inputs,
-             _int_label_extremes, class_axis=-1,
+             _int_label_extremes, class_axis=-1, forward_mode=False,
              kwargs={"gamma": 2.0, "alpha": np.array([0.25, 0.75, 0.5, 1.0], np.float32)}),
     LossCase("softmax_focal_loss[prob]", jaxloss.softmax_focal_loss, _prob_label_inputs,
              _prob_label_extremes, class_axis=-1, kwargs={"gamma": 1.5}),

@@ -219,6 +219,24 @@ def test_focal_losses_equal_optax_and_reduce_to_ce():
                              jaxloss.softmax_cross_entropy(X, y), rtol=1e-12)
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_softmax_focal_integer_kernel_equals_one_hot_autodiff(gamma):
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(6, 5)) * 3
+  y = rng.integers(0, 5, size=6)
+  alpha = rng.uniform(0.2, 1.0, size=5)
+  onehot = np.eye(5)[y]
+
+  def f(x, a, labels):
+    return jaxloss.softmax_focal_loss(x, labels, gamma=gamma, alpha=a, reduction="sum")
+
+  v_int, g_int = jax.value_and_grad(f, (0, 1))(x, alpha, y)
+  v_hot, g_hot = jax.value_and_grad(f, (0, 1))(x, alpha, onehot)
+  np.testing.assert_allclose(v_int, v_hot, rtol=1e-12)
+  np.testing.assert_allclose(g_int[0], g_hot[0], rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(g_int[1], g_hot[1], rtol=1e-9, atol=1e-12)
+
+
 def test_softmax_focal_gradient_is_finite_when_confident():
   with jax.enable_x64(False):
     x = jnp.array([[1e4, 0.0, -1e4], [40.0, 0.0, 0.0]], jnp.float32)
