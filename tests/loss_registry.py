@@ -19,6 +19,8 @@ Conventions every case follows:
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
@@ -129,6 +131,12 @@ CASES: list[LossCase] = [
     LossCase("sigmoid_focal_loss", jaxloss.sigmoid_focal_loss, _multi_hot_inputs,
              _multi_hot_extremes, class_axis=-1, kwargs={"gamma": 2.0, "alpha": 0.25}),
 ]
+
+
+# Each loss family may keep its cases in its own ``tests/cases_<family>.py``
+# module defining ``CASES``; they join the registry here.
+for _path in sorted(pathlib.Path(__file__).parent.glob("cases_*.py")):
+  CASES += importlib.import_module(_path.stem).CASES
 
 
 def by_name(name: str) -> LossCase:

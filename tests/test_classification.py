@@ -252,3 +252,45 @@ def test_class_breakdown_shows_the_failing_class():
   got = jaxloss.class_breakdown(losses, labels, 4, where=where)
   np.testing.assert_allclose(got, [0.015, 0.02, 3.0, 0.0], rtol=1e-12)
   assert float(jaxloss.reduce_loss(losses, where=where)) < 0.7
+
+
+def test_class_breakdown_is_jittable_exportable_and_shardable():
+  with jax.enable_x64(False):
+    rng = np.random.default_rng(8)
+    losses = rng.uniform(size=(16, 3)).astype(np.float32)
+    labels = rng.integers(0, 4, size=(16, 3)).astype(np.int32)
+    where = rng.uniform(size=(16, 3)) > 0.2
+    eager = jaxloss.class_breakdown(losses, labels, 4, where=where)
+    f = jax.jit(lambda l, y, m: jaxloss.class_breakdown(l, y, 4, where=m))
+    np.testing.assert_allclose(f(losses, labels, where), eager, rtol=1e-6)
+    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (losses, labels, where)]
+    exported = jax.export.export(f, platforms=("cpu", "cuda", "tpu"))(*specs)
+    np.testing.assert_allclose(exported.call(losses, labels, where), eager, rtol=1e-6)
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    sharded = jax.shard_map(
+        lambda l, y, m: jaxloss.class_breakdown(l, y, 4, where=m, axis_name="data"),
+        mesh=mesh, in_specs=jax.sharding.PartitionSpec("data"),
+        out_specs=jax.sharding.PartitionSpec())
+    np.testing.assert_allclose(jax.jit(sharded)(losses, labels, where), eager, rtol=1e-6)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), shift=st.floats(-50, 50), eps=st.floats(0, 0.5),
+       classes=st.integers(2, 40))
+def test_property_shift_invariance_and_one_hot_equality(seed, shift, eps, classes):
+  # Also crosses the unrolled (<= 32 classes) and reduce (> 32) code paths.
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(5, classes)) * 4
+  y = rng.integers(0, classes, size=5)
+  cw = rng.uniform(0, 2, size=classes)
+  kw = {"class_weights": cw, "label_smoothing": eps, "reduction": "weighted_mean"}
+  base = jaxloss.softmax_cross_entropy(x, y, **kw)
+  np.testing.assert_allclose(jaxloss.softmax_cross_entropy(x + shift, y, **kw), base,
+                             rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(jaxloss.softmax_cross_entropy(x, np.eye(classes)[y], **kw), base,
+                             rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(base, _float64_reference(x, y, cw, eps, np.ones(5)), rtol=1e-9)

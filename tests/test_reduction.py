@@ -182,3 +182,15 @@ def test_property_weighted_mean_is_scale_invariant(l, scale):
   a = jaxloss.reduce_loss(l, weights=w, reduction="weighted_mean")
   b = jaxloss.reduce_loss(l, weights=(w * scale).astype(np.float32), reduction="weighted_mean")
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_value_checks_cost_nothing_when_off():
+  def make():  # a fresh function each time: traces are cached per function
+    return lambda p, t: jaxloss.mean_squared_error(p, t, weights=jnp.ones(3))
+
+  args = (jnp.ones(3), jnp.zeros(3))
+  off = str(jax.make_jaxpr(make())(*args))
+  with jaxloss.value_checks():
+    on = str(jax.make_jaxpr(make())(*args))
+  assert "check" not in off
+  assert "check" in on
