@@ -9,11 +9,23 @@ from jaxloss._binary import sigmoid_binary_cross_entropy as sigmoid_binary_cross
 from jaxloss._checks import REDUCTIONS as REDUCTIONS
 from jaxloss._checks import checked as checked
 from jaxloss._checks import value_checks as value_checks
+from jaxloss._class_weights import ClassCounts as ClassCounts
+from jaxloss._class_weights import class_pixel_counts as class_pixel_counts
+from jaxloss._class_weights import effective_number_weights as effective_number_weights
+from jaxloss._class_weights import inverse_frequency_weights as inverse_frequency_weights
+from jaxloss._class_weights import median_frequency_weights as median_frequency_weights
 from jaxloss._classification import class_breakdown as class_breakdown
 from jaxloss._classification import softmax_cross_entropy as softmax_cross_entropy
+from jaxloss._compositions import sigmoid_bce_dice_loss as sigmoid_bce_dice_loss
+from jaxloss._compositions import softmax_ce_dice_loss as softmax_ce_dice_loss
 from jaxloss._distribution import earth_mover_distance as earth_mover_distance
 from jaxloss._focal import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxloss._focal import softmax_focal_loss as softmax_focal_loss
+from jaxloss._metrics import accuracy as accuracy
+from jaxloss._overlap import dice_loss as dice_loss
+from jaxloss._overlap import generalized_dice_loss as generalized_dice_loss
+from jaxloss._overlap import jaccard_loss as jaccard_loss
+from jaxloss._overlap import tversky_loss as tversky_loss
 from jaxloss._reduction import reduce_loss as reduce_loss
 from jaxloss._regression import huber_loss as huber_loss
 from jaxloss._regression import mean_absolute_error as mean_absolute_error
@@ -21,24 +33,46 @@ from jaxloss._regression import mean_squared_error as mean_squared_error
 from jaxloss._scores import counts_to_distribution as counts_to_distribution
 from jaxloss._scores import score_mean_std as score_mean_std
 from jaxloss._scores import scores_to_distribution as scores_to_distribution
+from jaxloss._semi_supervised import consistency_loss as consistency_loss
+from jaxloss._semi_supervised import entropy_minimization_loss as entropy_minimization_loss
+from jaxloss._semi_supervised import labeled_mask as labeled_mask
+from jaxloss._semi_supervised import multi_head_loss as multi_head_loss
+from jaxloss._semi_supervised import pseudo_label_cross_entropy as pseudo_label_cross_entropy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "REDUCTIONS",
+    "accuracy",
     "checked",
     "class_breakdown",
+    "class_pixel_counts",
+    "ClassCounts",
+    "consistency_loss",
     "counts_to_distribution",
+    "dice_loss",
     "earth_mover_distance",
+    "effective_number_weights",
+    "entropy_minimization_loss",
+    "generalized_dice_loss",
     "huber_loss",
+    "inverse_frequency_weights",
+    "jaccard_loss",
+    "labeled_mask",
     "mean_absolute_error",
     "mean_squared_error",
+    "median_frequency_weights",
+    "multi_head_loss",
+    "pseudo_label_cross_entropy",
     "reduce_loss",
     "score_mean_std",
     "scores_to_distribution",
+    "sigmoid_bce_dice_loss",
     "sigmoid_binary_cross_entropy",
     "sigmoid_focal_loss",
-    "softmax_focal_loss",
+    "softmax_ce_dice_loss",
     "softmax_cross_entropy",
+    "softmax_focal_loss",
+    "tversky_loss",
     "value_checks",
 ]
