@@ -1,0 +1,409 @@
+"""Missing labels, multi-head objectives and semi-supervised losses (FixMatch, UDA)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxloss import _checks
+from jaxloss._classification import _class_reduce, _class_sum, _logsumexp, softmax_cross_entropy
+from jaxloss._reduction import reduce_elements, reduce_weighted
+
+
+def labeled_mask(
+    labels: jax.typing.ArrayLike, *, axis: int = -1, ignore_index: int | None = None
+) -> jax.Array:
+  r"""The boolean mask of the elements that carry a label, for ``where=``.
+
+  .. math::
+    m_i = \bigvee_k y_{ik} \ne 0 \ \text{(one-hot rows)}, \qquad
+    m_i = y_i \ne \mathrm{ignore\_index} \ \text{(integer labels)}
+
+  A missing label is an all-zero one-hot (or probability) row, or an integer
+  label equal to ``ignore_index``. The shape is static (``labels.shape``
+  without ``axis`` for one-hot rows, ``labels.shape`` for integer labels), so
+  the mask works under :func:`jax.jit` where boolean indexing would not. With
+  integer labels and no ``ignore_index`` every element is labeled. The same
+  rule is applied inside :func:`jaxloss.softmax_cross_entropy` and
+  :func:`jaxloss.accuracy`.
+
+  Args:
+    labels: integer class ids, or one-hot/probability rows (any real dtype).
+    axis: the class axis of one-hot labels (unused for integer labels).
+    ignore_index: the integer label that marks a missing label.
+
+  Returns:
+    A bool array; True where the element is labeled.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> jaxloss.labeled_mask(jnp.array([[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])).tolist()
+    [True, False, True]
+    >>> jaxloss.labeled_mask(jnp.array([2, -1, 0]), ignore_index=-1).tolist()
+    [True, False, True]
+  """
+  y = _checks.real_input("labels", labels)
+  if jnp.issubdtype(y.dtype, jnp.integer):
+    if ignore_index is None:
+      return jnp.ones(y.shape, jnp.bool_)
+    return y != jnp.asarray(ignore_index, y.dtype)
+  if ignore_index is not None:
+    raise ValueError("`ignore_index` only applies to integer labels.")
+  if y.ndim == 0:
+    raise ValueError("one-hot `labels` must have a class axis; got a scalar.")
+  ax = _checks.normalize_axis("axis", axis, y.ndim)
+  return jnp.any(y != jnp.zeros((), y.dtype), axis=ax)
+
+
+def multi_head_loss(
+    losses: Mapping[str, jax.typing.ArrayLike],
+    *,
+    loss_weights: Mapping[str, jax.typing.ArrayLike] | None = None,
+    wheres: Mapping[str, jax.typing.ArrayLike] | None = None,
+    weights: Mapping[str, jax.typing.ArrayLike] | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  r"""Combines per-element losses of several heads, each reduced over its own labels.
+
+  .. math::
+    L = \sum_h \lambda_h L_h, \qquad
+    L_h = \mathrm{reduce}(l_h;\ w_h, m_h)
+
+  Each head :math:`h` (classifier, reconstruction, ...) is reduced by
+  :func:`jaxloss.reduce_loss` with its own mask ``wheres[h]`` and weights
+  ``weights[h]``, so ``"mean"`` divides a head by *its* labeled elements, not
+  by the batch size. A head with no labeled element in the batch gives
+  :math:`L_h = 0` with zero gradient, never NaN. Heads missing from
+  ``loss_weights`` get :math:`\lambda_h = 1`; ``loss_weights`` may be traced
+  (a ramp-up schedule).
+
+  Pass per-element losses computed with ``reduction="none"`` and the same
+  ``where``: the losses then keep masked (e.g. NaN) inputs out of their own
+  arithmetic, and masked elements contribute neither value nor gradient.
+
+  Equals Keras ``compile(loss={...}, loss_weights={...})`` with a 0/1
+  ``sample_weight`` per output and losses built with
+  ``reduction="mean_with_sample_weight"``; Keras' default
+  ``"sum_over_batch_size"`` still divides by the full batch.
+
+  Args:
+    losses: head name -> per-element losses (any floating dtype and shape).
+    loss_weights: head name -> scalar :math:`\lambda_h` (1 if absent).
+    wheres: head name -> boolean mask over that head's elements, e.g.
+      :func:`jaxloss.labeled_mask` of its labels ([B] aligns with [B, ...]).
+    weights: head name -> non-negative per-element weights.
+    reduction: ``"sum"``, ``"mean"``, ``"weighted_mean"`` or
+      ``"sum_by_nonzero_weights"`` (see :func:`jaxloss.reduce_loss`), per head.
+    axis_name: optional mapped axis name to ``psum`` each head's reduction over.
+
+  Returns:
+    ``(total, per_head)``: the weighted scalar total and a dict of each head's
+    reduced loss :math:`L_h` (before :math:`\lambda_h`) for logging, all
+    float32 (float64 when a head is float64 under x64).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cls = jnp.array([0.5, 0.0, 1.5, 0.0])       # rows 1 and 3 are unlabeled
+    >>> rec = jnp.array([[0.1, 0.3], [0.2, 0.2], [0.0, 0.4], [0.3, 0.5]])
+    >>> total, heads = jaxloss.multi_head_loss(
+    ...     {"cls": cls, "rec": rec}, loss_weights={"rec": 0.5},
+    ...     wheres={"cls": jnp.array([True, False, True, False])})
+    >>> round(float(total), 4), {k: round(float(v), 4) for k, v in heads.items()}
+    (1.125, {'cls': 1.0, 'rec': 0.25})
+  """
+  _checks.check_reduction(reduction)
+  if reduction == "none":
+    raise ValueError("`reduction` must be a scalar reduction for multi_head_loss (heads may "
+                     "have different shapes); got 'none'.")
+  if not losses:
+    raise ValueError("`losses` must map at least one head name to its per-element losses.")
+  options = {"loss_weights": loss_weights or {}, "wheres": wheres or {},
+             "weights": weights or {}}
+  for arg, mapping in options.items():
+    unknown = sorted(set(mapping) - set(losses))
+    if unknown:
+      raise ValueError(f"`{arg}` has keys {unknown} that are not heads of `losses` "
+                       f"{sorted(losses)}.")
+  ls = {h: _checks.float_input(f"losses[{h!r}]", l) for h, l in losses.items()}
+  dtype = _checks.compute_dtype(*ls.values())
+  per_head, total = {}, jnp.zeros((), dtype)
+  for h, l in ls.items():
+    w, m = _head_weights_and_mask(h, options["weights"].get(h), options["wheres"].get(h),
+                                  l.shape, dtype)
+    per_head[h] = reduce_elements(l.astype(dtype), w, m, reduction, axis_name)
+    lam = _checks.real_input(f"loss_weights[{h!r}]", options["loss_weights"].get(h, 1.0))
+    if lam.ndim:
+      raise ValueError(f"`loss_weights[{h!r}]` must be a scalar; got shape {tuple(lam.shape)}.")
+    _checks.check_nonnegative(f"loss_weights[{h!r}]", lam)
+    total = total + lam.astype(dtype) * per_head[h]
+  return total, per_head
+
+
+def _head_weights_and_mask(head, weights, where, shape, dtype):
+  """``weights_and_mask`` for one head, naming ``weights[head]`` / ``wheres[head]``."""
+  w = m = None
+  if where is not None:
+    name = f"wheres[{head!r}]"
+    m = _checks.align_to_loss(name, _checks.bool_input(name, where), shape, f"loss of {head!r}")
+  if weights is not None:
+    name = f"weights[{head!r}]"
+    w = _checks.align_to_loss(name, _checks.real_input(name, weights), shape,
+                              f"loss of {head!r}").astype(dtype)
+    _checks.check_nonnegative(name, w, where=m)
+  return w, m
+
+
+def _class_logits(names, arrays, axis, weights, where, reduction):
+  """Checks same-shape logits with a class axis, casts them, zeroes masked rows.
+
+  ``w``/``m`` are aligned to the per-element shape (no class axis).
+  """
+  xs = [_checks.float_input(n, a) for n, a in zip(names, arrays, strict=True)]
+  _checks.check_reduction(reduction)
+  if xs[0].ndim == 0:
+    raise ValueError(f"`{names[0]}` must have a class axis; got a scalar.")
+  for n, x in zip(names[1:], xs[1:], strict=True):
+    if x.shape != xs[0].shape:
+      raise ValueError(f"`{n}` has shape {tuple(x.shape)}; expected the shape of "
+                       f"`{names[0]}` {tuple(xs[0].shape)}.")
+  ax = _checks.normalize_axis("axis", axis, xs[0].ndim)
+  elem_shape = xs[0].shape[:ax] + xs[0].shape[ax + 1:]
+  dtype = _checks.compute_dtype(*xs)
+  w, m = _checks.weights_and_mask(weights, where, elem_shape, dtype)
+  mc = None if m is None else jnp.expand_dims(m, ax)
+  for n, x in zip(names, xs, strict=True):
+    _checks.check_finite(n, x, where=mc)
+  xs = [x.astype(dtype) for x in xs]
+  if mc is not None:  # double-where: masked rows never reach the arithmetic
+    xs = [jnp.where(mc, x, jnp.zeros((), dtype)) for x in xs]
+  return xs, ax, w, m, dtype
+
+
+def _log_softmax(x: jax.Array, axis: int) -> jax.Array:
+  # log softmax(x) = x − logsumexp(x): finite at ±1e4 logits, no log(0).
+  return x - jnp.expand_dims(_logsumexp(x, axis), axis)
+
+
+def pseudo_label_cross_entropy(
+    logits: jax.typing.ArrayLike,
+    teacher_logits: jax.typing.ArrayLike,
+    *,
+    threshold: float = 0.95,
+    temperature: float = 1.0,
+    hard: bool = True,
+    axis: int = -1,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  r"""Confidence-masked pseudo-label cross-entropy (FixMatch, Sohn et al. 2020).
+
+  With teacher probabilities :math:`q = \mathrm{softmax}(t)`, confidence
+  :math:`c_i = [\max_k q_{ik} \ge \tau]` and targets
+  :math:`\hat y_i = \arg\max_k t_{ik}` (``hard=True``) or
+  :math:`\hat y_i = \mathrm{softmax}(t_i / T)` (``hard=False``), both under
+  ``stop_gradient``:
+
+  .. math::
+    l_i = c_i\, \mathrm{CE}(x_i, \hat y_i), \qquad
+    \text{"mean"}: \frac{\sum_i w_i m_i l_i}{\sum_i m_i}, \qquad
+    \text{"weighted\_mean"}: \frac{\sum_i w_i m_i l_i}{\sum_i w_i c_i m_i}
+
+  so ``"mean"`` divides by all the unlabeled examples given (unmasked by
+  ``where``), as FixMatch does, and ``"weighted_mean"`` (and
+  ``"sum_by_nonzero_weights"``) only by the confident ones. The confidence is
+  that of the *unsharpened* teacher, as in UDA; ``temperature`` only
+  sharpens soft targets (ignored when ``hard``). The CE is
+  :func:`jaxloss.softmax_cross_entropy`.
+
+  Equals FixMatch's unlabeled loss ``mean(CE(strong, argmax(q)) * (max(q) >=
+  tau))`` with ``logits`` the strongly and ``teacher_logits`` the weakly
+  augmented predictions, ``reduction="mean"``; UDA's confidence-masked loss
+  with ``hard=False``, ``temperature=uda_softmax_temp`` (UDA uses KL, which
+  differs from this CE by the target's entropy, a constant in ``logits``).
+
+  Args:
+    logits: student logits (differentiated), with a class axis.
+    teacher_logits: teacher logits, the shape of ``logits`` (never differentiated).
+    threshold: confidence threshold :math:`\tau \in [0, 1]` (may be traced).
+    temperature: :math:`T > 0` for the soft targets.
+    hard: argmax targets if True, sharpened probabilities if False.
+    axis: the class axis.
+    weights: optional per-example weights.
+    where: optional boolean mask, e.g. ``~jaxloss.labeled_mask(labels)`` to
+      use the unlabeled rows only.
+    reduction: see :func:`jaxloss.reduce_loss`.
+    axis_name: optional mapped axis name to ``psum`` the reduction over.
+
+  Returns:
+    ``(loss, confident_fraction)``: the reduced loss (per-element
+    :math:`w_i m_i l_i` for ``"none"``), and the fraction of the unmasked
+    examples whose teacher is confident, for logging (0 when none is given).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> teacher = jnp.array([[4.0, 0.0], [0.1, 0.0]])   # confident, not confident
+    >>> loss, frac = jaxloss.pseudo_label_cross_entropy(
+    ...     jnp.array([[1.0, 0.0], [0.0, 2.0]]), teacher, threshold=0.9)
+    >>> round(float(loss), 4), float(frac)               # CE(row 0, class 0) / 2
+    (0.1566, 0.5)
+  """
+  try:
+    static_threshold = float(threshold)
+  except (TypeError, jax.errors.ConcretizationTypeError):  # traced: a schedule
+    static_threshold = 0.0
+  if not 0.0 <= static_threshold <= 1.0:
+    raise ValueError(f"`threshold` must lie in [0, 1]; got {threshold!r}.")
+  _checks.check_static_positive("temperature", temperature)
+  (x, t), ax, w, m, dtype = _class_logits(
+      ("logits", "teacher_logits"), (logits, teacher_logits), axis, weights, where, reduction)
+  t = lax.stop_gradient(t)
+  e = jnp.exp(t - jnp.expand_dims(_class_reduce(jnp.maximum, t, ax), ax))
+  # max_k softmax(t)_k = 1 / Σ_k exp(t_k − max t): the sum is ≥ 1, no overflow.
+  confident = 1 / _class_sum(e, ax) >= jnp.asarray(threshold, dtype)
+  if hard:
+    targets = jnp.argmax(t, axis=ax)
+  else:
+    u = t / jnp.asarray(temperature, dtype)
+    targets = jnp.exp(_log_softmax(u, ax))
+  ce = softmax_cross_entropy(x, targets, axis=ax, where=m, reduction="none")
+  c = confident.astype(dtype)
+  w_eff = c if w is None else c * w
+  # Selected, not multiplied: an inf CE of an unconfident example stays out.
+  wl = jnp.where(confident, ce if w is None else w * ce, jnp.zeros((), dtype))
+  loss = reduce_weighted(wl, w_eff, m, reduction, axis_name)
+  fraction = reduce_weighted(c, None, m, "mean", axis_name)
+  return loss, fraction
+
+
+def entropy_minimization_loss(
+    logits: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Entropy of the predicted distribution (Grandvalet & Bengio 2005).
+
+  .. math::
+    l_i = H(p_i) = -\sum_k p_{ik} \log p_{ik}, \qquad p = \mathrm{softmax}(x)
+
+  in nats, evaluated as :math:`-\sum_k p_k (x_k - \mathrm{lse}(x))`, which is
+  exact at ±1e4 logits (no ``log(0)``, no cancellation). Minimising it on
+  unlabeled examples pushes decision boundaries away from the data.
+
+  Equals ``torch.distributions.Categorical(logits=x).entropy()``,
+  ``scipy.stats.entropy(softmax(x), axis=-1)`` and
+  ``optax.softmax_cross_entropy(x, jax.nn.softmax(x))`` (value and gradient)
+  per element, reduced by :func:`jaxloss.reduce_loss`.
+
+  Args:
+    logits: unnormalised scores with a class axis.
+    axis: the class axis.
+    weights: optional per-element weights.
+    where: optional boolean mask over elements.
+    reduction: see :func:`jaxloss.reduce_loss`.
+    axis_name: optional mapped axis name to ``psum`` the reduction over.
+
+  Returns:
+    The reduced loss.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> h = jaxloss.entropy_minimization_loss(jnp.array([[0.0, 0.0], [9.0, 0.0]]),
+    ...                                       reduction="none")
+    >>> [round(v, 4) for v in h.tolist()]                # log 2, almost 0
+    [0.6931, 0.0012]
+  """
+  (x,), ax, w, m, _ = _class_logits(("logits",), (logits,), axis, weights, where, reduction)
+  log_p = _log_softmax(x, ax)
+  return reduce_elements(-_class_sum(jnp.exp(log_p) * log_p, ax), w, m, reduction, axis_name)
+
+
+def consistency_loss(
+    logits_a: jax.typing.ArrayLike,
+    logits_b: jax.typing.ArrayLike,
+    *,
+    kind: str = "kl",
+    temperature: float = 1.0,
+    stop_gradient: bool = True,
+    axis: int = -1,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Consistency between two predictions; ``b`` is the target (UDA, MixMatch, Π-model).
+
+  With :math:`p = \mathrm{softmax}(a)` and target
+  :math:`q = \mathrm{softmax}(b / T)` (under ``stop_gradient`` by default):
+
+  .. math::
+    \text{"kl"}: l_i = \sum_k q_{ik} (\log q_{ik} - \log p_{ik}), \qquad
+    \text{"mse"}: l_i = \frac{1}{C} \sum_k (p_{ik} - q_{ik})^2
+
+  ``"kl"`` is :math:`\mathrm{KL}(q \,\|\, p)` from log-softmaxes (finite at
+  ±1e4 logits). ``"mse"`` **averages** over the :math:`C` classes, the
+  convention of MixMatch, the Π-model and Mean Teacher. :math:`T < 1`
+  sharpens the target, as UDA's softmax temperature and MixMatch's
+  sharpening :math:`q^{1/T} / \sum q^{1/T}` do.
+
+  Equals (``reduction="mean"``, ``[B, C]`` inputs):
+
+  * ``"kl"``: UDA's ``kl_for_log_probs(log_softmax(b), log_softmax(a))``;
+    ``optax.losses.kl_divergence_with_log_targets(log_softmax(a),
+    log_softmax(b)).mean()``; ``torch.nn.functional.kl_div(log_softmax(a),
+    log_softmax(b), log_target=True, reduction="batchmean")``.
+  * ``"mse"``: MixMatch's :math:`L_U = \frac{1}{C|U|}\sum \|q - p\|^2`;
+    Mean Teacher's ``softmax_mse_loss(a, b) / batch_size``. For a sum over
+    classes multiply by :math:`C`.
+
+  Args:
+    logits_a: prediction logits (differentiated), with a class axis.
+    logits_b: target logits, the shape of ``logits_a``.
+    kind: ``"kl"`` or ``"mse"``.
+    temperature: :math:`T > 0` applied to ``logits_b``.
+    stop_gradient: if True (default) no gradient flows into ``logits_b``.
+    axis: the class axis.
+    weights: optional per-element weights.
+    where: optional boolean mask over elements.
+    reduction: see :func:`jaxloss.reduce_loss`.
+    axis_name: optional mapped axis name to ``psum`` the reduction over.
+
+  Returns:
+    The reduced loss.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> a, b = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]])
+    >>> [round(float(jaxloss.consistency_loss(a, b, kind=k)), 4) for k in ("kl", "mse")]
+    [0.4621, 0.2136]
+  """
+  if kind not in ("kl", "mse"):
+    raise ValueError(f"`kind` must be 'kl' or 'mse'; got {kind!r}.")
+  _checks.check_static_positive("temperature", temperature)
+  (a, b), ax, w, m, dtype = _class_logits(
+      ("logits_a", "logits_b"), (logits_a, logits_b), axis, weights, where, reduction)
+  if stop_gradient:
+    b = lax.stop_gradient(b)
+  log_p = _log_softmax(a, ax)
+  log_q = _log_softmax(b / jnp.asarray(temperature, dtype), ax)
+  q = jnp.exp(log_q)
+  if kind == "kl":
+    # q·(log q − log p) from log-softmaxes: where q underflows to 0 the term is 0·finite.
+    per = _class_sum(q * (log_q - log_p), ax)
+  else:
+    per = _class_sum(jnp.square(jnp.exp(log_p) - q), ax) / a.shape[ax]
+  return reduce_elements(per, w, m, reduction, axis_name)
