@@ -26,6 +26,7 @@ def sigmoid_bce_dice_loss(
     reduce_axes=None,
     smooth: float = 1e-5,
     weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
     reduction: str = "mean",
     return_components: bool = False,
     axis_name: str | None = None,
@@ -63,6 +64,7 @@ def sigmoid_bce_dice_loss(
     reduce_axes: Dice grouping (see :func:`jaxloss.dice_loss`).
     smooth: Dice smoothing.
     weights: optional per-image weights ``[B]``.
+    where: optional per-image mask ``[B]`` (both parts).
     reduction: ``"mean"``, ``"sum"``, ``"weighted_mean"`` or
       ``"sum_by_nonzero_weights"``, for both parts.
     return_components: also return the two parts.
@@ -86,12 +88,15 @@ def sigmoid_bce_dice_loss(
   x = _checks.float_input("logits", logits)
   bce = _binary.sigmoid_binary_cross_entropy(
       x, labels, axis=axis, pos_weight=pos_weight, class_weights=class_weights,
-      weights=weights, reduction=reduction, axis_name=axis_name)
+      weights=weights, where=where, reduction=reduction, axis_name=axis_name)
   # σ(x) = exp(x − softplus(x)): the same softplus the BCE uses, computed once by XLA.
   xf = x.astype(_checks.compute_dtype(x))
+  if where is not None:  # double-where: masked logits never reach the activation
+    xf = jnp.where(_checks.align_to_loss("where", _checks.bool_input("where", where), x.shape),
+                   xf, 0)
   probabilities = jnp.exp(xf - _binary.softplus(xf))
   dice = dice_loss(probabilities, labels, axis=axis, reduce_axes=reduce_axes,
-                   class_weights=class_weights, smooth=smooth, weights=weights,
+                   class_weights=class_weights, smooth=smooth, weights=weights, where=where,
                    reduction=reduction, axis_name=axis_name)
   total = bce_weight * bce + dice_weight * dice
   return _result(total, {"bce": bce, "dice": dice}, return_components)
@@ -111,6 +116,7 @@ def softmax_ce_dice_loss(
     smooth: float = 1e-5,
     label_smoothing: float = 0.0,
     weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
     reduction: str = "mean",
     return_components: bool = False,
     axis_name: str | None = None,
@@ -121,17 +127,19 @@ def softmax_ce_dice_loss(
     L = \lambda_{ce}\,\mathrm{CE}(x, y) + \lambda_{dice}\,\mathrm{Dice}(\mathrm{softmax}(x), y)
 
   * CE is :func:`jaxloss.softmax_cross_entropy` with ``class_weights``,
-    ``ignore_index`` and ``label_smoothing``. For ``reduction="mean"`` it is
-    reduced as ``"weighted_mean"`` (normalised by the summed class weights of
-    the labels, as torch's ``cross_entropy(weight=...)`` and MONAI do; the two
-    agree without class weights); other reductions apply as named.
+    ``ignore_index`` and ``label_smoothing``, reduced by ``reduction``. Note
+    that ``"mean"`` divides the class-weighted sum by the pixel count, which is
+    what MONAI's ``DiceCELoss`` gets from torch (it hands one-hot targets to
+    ``cross_entropy``, whose probability-target branch ignores the weights in
+    the denominator); pass ``reduction="weighted_mean"`` for the normalisation
+    of torch's integer-target ``cross_entropy(weight=...)``.
   * Dice is :func:`jaxloss.dice_loss` with ``activation="softmax"``, the same
     ``class_weights`` (MONAI multiplies them into the per-class Dice) and
     ``reduction``.
 
   Equals MONAI ``DiceCELoss(softmax=True, weight=class_weights,
   lambda_ce=ce_weight, lambda_dice=dice_weight, smooth_nr=s, smooth_dr=s)`` on
-  one-hot targets. ``return_components=True`` returns ``(total, {"ce": ...,
+  one-hot targets, with ``reduction="mean"``. ``return_components=True`` returns ``(total, {"ce": ...,
   "dice": ...})``.
 
   Args:
@@ -147,7 +155,9 @@ def softmax_ce_dice_loss(
     smooth: Dice smoothing.
     label_smoothing: CE label smoothing.
     weights: optional per-image weights ``[B]`` for both parts.
-    reduction: see above.
+    where: optional per-image mask ``[B]`` for both parts.
+    reduction: ``"mean"``, ``"sum"``, ``"weighted_mean"`` or
+      ``"sum_by_nonzero_weights"``, for both parts.
     return_components: also return the two parts.
     axis_name: optional mapped axis name.
 
@@ -168,12 +178,12 @@ def softmax_ce_dice_loss(
   x = _checks.float_input("logits", logits)
   y = jnp.asarray(labels)
   ce = softmax_cross_entropy(
-      x, y, axis=axis, class_weights=class_weights, weights=weights,
+      x, y, axis=axis, class_weights=class_weights, weights=weights, where=where,
       ignore_index=ignore_index, label_smoothing=label_smoothing,
-      reduction="weighted_mean" if reduction == "mean" else reduction, axis_name=axis_name)
+      reduction=reduction, axis_name=axis_name)
   dice = dice_loss(x, y, axis=axis, activation="softmax", reduce_axes=reduce_axes,
                    class_weights=class_weights, include_background=include_background,
-                   smooth=smooth, weights=weights, ignore_index=ignore_index,
+                   smooth=smooth, weights=weights, where=where, ignore_index=ignore_index,
                    reduction=reduction, axis_name=axis_name)
   total = ce_weight * ce + dice_weight * dice
   return _result(total, {"ce": ce, "dice": dice}, return_components)

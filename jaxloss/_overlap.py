@@ -27,11 +27,17 @@ class OverlapSums(NamedTuple):
   target: jax.Array  # Σ t^k
   target_mass: jax.Array  # Σ t (generalized Dice weights)
   batch_reduced: bool
+  where: jax.Array | None  # the loss-space mask, aligned to the loss shape
 
 
 def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_index, squared,
-                 axis_name) -> OverlapSums:
-  """Checks inputs, applies the activation once and forms the overlap sums."""
+                 axis_name, where=None, per_class=True) -> OverlapSums:
+  """Checks inputs, applies the activation once and forms the overlap sums.
+
+  ``where`` masks losses (``[groups, C]``, or ``[groups]`` when not
+  ``per_class``); the inputs of a masked loss are replaced by 0 before any
+  arithmetic, so NaN there has zero value and zero gradient.
+  """
   x = _checks.float_input("predictions", predictions)
   y = _checks.real_input("labels", labels)
   if activation not in ACTIVATIONS:
@@ -61,6 +67,20 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
       raise ValueError(f"`reduce_axes` {tuple(reduce_axes)} contains the class axis {ax}.")
   dtype = _checks.compute_dtype(x, None if is_int else y)
   x = x.astype(dtype)
+  kept = [i for i in range(x.ndim) if i not in axes]
+  group_axes = [i for i in kept if i != ax]
+  loss_shape = tuple(x.shape[i] for i in group_axes) + ((c,) if per_class else ())
+  m = m_in = None
+  if where is not None:
+    what = "per-(group, class) loss" if per_class else "per-group loss"
+    m = _checks.align_to_loss("where", _checks.bool_input("where", where), loss_shape, what)
+    # The same mask in input space: group axes in place, 1 on the summed axes.
+    src = group_axes + ([ax] if per_class else [])
+    m_in = jnp.expand_dims(m, tuple(range(m.ndim, x.ndim)))
+    m_in = jnp.moveaxis(m_in, list(range(len(src))), src)
+    x = jnp.where(m_in, x, 0)
+    if not is_int:
+      y = jnp.where(m_in, y, 0)
   _checks.check_finite("predictions", x)
   if activation == "softmax":
     p = jax.nn.softmax(x, axis=ax)
@@ -86,18 +106,18 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
   if batch_reduced and axis_name is not None:
     sums = list(lax.psum(tuple(sums), axis_name))
   # Class axis last: [B, C] per image, [C] per batch.
-  kept = [i for i in range(x.ndim) if i not in axes]
   sums = [jnp.moveaxis(s, kept.index(ax), -1) for s in sums]
-  return OverlapSums(*sums, batch_reduced=batch_reduced)
+  return OverlapSums(*sums, batch_reduced=batch_reduced, where=m)
 
 
 def reduce_overlap(loss, sums: OverlapSums, *, class_weights, include_background, weights,
-                   where, reduction, axis_name) -> jax.Array:
+                   reduction, axis_name) -> jax.Array:
   """Reduces ``[groups, C]`` (or ``[C]``) losses with class weights and the usual options."""
   _checks.check_reduction(reduction)
   shape, dtype = loss.shape, loss.dtype
   c = shape[-1]
-  w, m = _checks.weights_and_mask(weights, where, shape, dtype, what="per-(group, class) loss")
+  w, _ = _checks.weights_and_mask(weights, None, shape, dtype, what="per-(group, class) loss")
+  m = sums.where
   if class_weights is not None:
     cw = _checks.real_input("class_weights", class_weights)
     if cw.shape != (c,):
@@ -123,8 +143,9 @@ def _with_common_args(fn):
   return fn
 
 
-def _check_smooth(smooth: float) -> None:
-  if smooth < 0:
+def _check_smooth(smooth) -> None:
+  """Raises for a concrete negative ``smooth``; a traced one passes unchecked."""
+  if isinstance(smooth, (int, float)) and smooth < 0:
     raise ValueError(f"`smooth` must be >= 0; got {smooth!r}.")
 
 
@@ -185,10 +206,10 @@ def dice_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=None
   _check_smooth(smooth)
   s = overlap_sums(predictions, labels, axis=axis, activation=activation,
                    reduce_axes=reduce_axes, ignore_index=ignore_index, squared=squared,
-                   axis_name=axis_name)
+                   axis_name=axis_name, where=where)
   loss = 1 - safe_div(2 * s.intersection + smooth, s.pred + s.target + smooth)
   return reduce_overlap(loss, s, class_weights=class_weights,
-                        include_background=include_background, weights=weights, where=where,
+                        include_background=include_background, weights=weights,
                         reduction=reduction, axis_name=axis_name)
 
 
@@ -219,11 +240,11 @@ def jaccard_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=N
   _check_smooth(smooth)
   s = overlap_sums(predictions, labels, axis=axis, activation=activation,
                    reduce_axes=reduce_axes, ignore_index=ignore_index, squared=squared,
-                   axis_name=axis_name)
+                   axis_name=axis_name, where=where)
   union = s.pred + s.target - s.intersection
   loss = 1 - safe_div(s.intersection + smooth, union + smooth)
   return reduce_overlap(loss, s, class_weights=class_weights,
-                        include_background=include_background, weights=weights, where=where,
+                        include_background=include_background, weights=weights,
                         reduction=reduction, axis_name=axis_name)
 
 
@@ -258,11 +279,11 @@ def tversky_loss(predictions, labels, *, alpha=0.5, beta=0.5, gamma=1.0, axis=-1
     [[0.2982, 0.3023]]
   """
   _check_smooth(smooth)
-  if gamma <= 0:
+  if isinstance(gamma, (int, float)) and gamma <= 0:
     raise ValueError(f"`gamma` must be > 0; got {gamma!r}.")
   s = overlap_sums(predictions, labels, axis=axis, activation=activation,
                    reduce_axes=reduce_axes, ignore_index=ignore_index, squared=False,
-                   axis_name=axis_name)
+                   axis_name=axis_name, where=where)
   tp = s.intersection
   fp, fn = s.pred - tp, s.target - tp
   score = safe_div(tp + smooth, tp + alpha * fp + beta * fn + smooth)
@@ -271,7 +292,7 @@ def tversky_loss(predictions, labels, *, alpha=0.5, beta=0.5, gamma=1.0, axis=-1
     positive = base > 0  # (1 − T)^γ with a zero gradient at T == 1 (double where)
     base = jnp.where(positive, jnp.where(positive, base, 1) ** gamma, 0)
   return reduce_overlap(base, s, class_weights=class_weights,
-                        include_background=include_background, weights=weights, where=where,
+                        include_background=include_background, weights=weights,
                         reduction=reduction, axis_name=axis_name)
 
 
@@ -304,7 +325,7 @@ def generalized_dice_loss(predictions, labels, *, weight_type="square", axis=-1,
                      f"{weight_type!r}.")
   s = overlap_sums(predictions, labels, axis=axis, activation=activation,
                    reduce_axes=reduce_axes, ignore_index=ignore_index, squared=False,
-                   axis_name=axis_name)
+                   axis_name=axis_name, where=where, per_class=False)
   inter, denom, mass = s.intersection, s.pred + s.target, s.target_mass
   if not include_background:
     inter, denom, mass = inter[..., 1:], denom[..., 1:], mass[..., 1:]
@@ -316,7 +337,8 @@ def generalized_dice_loss(predictions, labels, *, weight_type="square", axis=-1,
     w = jnp.where(empty, jnp.max(w, axis=-1, keepdims=True), w)
   loss = 1 - safe_div(2 * jnp.sum(w * inter, -1) + smooth, jnp.sum(w * denom, -1) + smooth)
   _checks.check_reduction(reduction)
-  wt, m = _checks.weights_and_mask(weights, where, loss.shape, loss.dtype, what="per-group loss")
+  wt, _ = _checks.weights_and_mask(weights, None, loss.shape, loss.dtype, what="per-group loss")
+  m = s.where
   if m is not None:
     loss = jnp.where(m, loss, 0)
   return reduce_weighted(loss if wt is None else wt * loss, wt, m, reduction,

@@ -46,6 +46,8 @@ class LossCase:
   # Per-element factor the loss multiplies into ``weights`` for the reduction's
   # denominators (e.g. the class weight of the true label), given the inputs.
   label_weights: Callable[[Inputs], np.ndarray] | None = None
+  # Compositions of differently shaped parts have no ``reduction="none"``.
+  scalar_only: bool = False
 
   def __str__(self) -> str:
     return self.name

@@ -30,6 +30,8 @@ def _weights_and_mask(batch: int, rng: np.random.Generator) -> tuple[np.ndarray,
 
 
 def _call(case: LossCase, args, **kwargs) -> jax.Array:
+  if case.scalar_only and kwargs.get("reduction") == "none":
+    pytest.skip("a composition has no reduction='none'")
   return case.fn(*args, **case.kwargs, **kwargs)
 
 

@@ -1,0 +1,67 @@
+"""Contract cases for the overlap losses (Dice family) and their compositions."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from loss_registry import Inputs, LossCase
+
+import jaxloss
+
+C = 3
+CW = np.array([0.5, 2.0, 1.0], np.float32)
+
+
+def _int_inputs(rng: np.random.Generator, batch: int, dtype: Any) -> Inputs:
+  x = (2 * rng.normal(size=(batch, 4, 4, C))).astype(dtype)
+  return x, rng.integers(0, C, size=(batch, 4, 4)).astype(np.int32)
+
+
+def _multi_hot_inputs(rng: np.random.Generator, batch: int, dtype: Any) -> Inputs:
+  x = (2 * rng.normal(size=(batch, 4, 4, C))).astype(dtype)
+  return x, (rng.uniform(size=(batch, 4, 4, C)) < 0.4).astype(dtype)
+
+
+def _int_extremes(rng: np.random.Generator, batch: int) -> Inputs:
+  x = rng.choice([-1e4, 1e4, 0.0], size=(batch, 4, 4, C)).astype(np.float32)
+  y = rng.integers(0, C, size=(batch, 4, 4)).astype(np.int32)
+  y[0] = 0  # classes 1 and 2 empty in image 0
+  return x, y
+
+
+def _multi_hot_extremes(rng: np.random.Generator, batch: int) -> Inputs:
+  x = rng.choice([-1e4, 1e4, 0.0], size=(batch, 4, 4, C)).astype(np.float32)
+  y = (rng.uniform(size=(batch, 4, 4, C)) < 0.5).astype(np.float32)
+  y[0] = 0.0  # an image with no positive pixel
+  return x, y
+
+
+def _per_class_weights(args: Inputs) -> np.ndarray:
+  return np.broadcast_to(CW, (args[0].shape[0], C))
+
+
+_dice_kwargs = {"activation": "softmax", "class_weights": CW, "smooth": 1e-3}
+
+CASES = [
+    LossCase("dice_loss[softmax]", jaxloss.dice_loss, _int_inputs, _int_extremes,
+             class_axis=-1, kwargs=_dice_kwargs, label_weights=_per_class_weights),
+    LossCase("dice_loss[sigmoid,squared]", jaxloss.dice_loss, _multi_hot_inputs,
+             _multi_hot_extremes, class_axis=-1,
+             kwargs={"activation": "sigmoid", "squared": True}),
+    LossCase("jaccard_loss", jaxloss.jaccard_loss, _int_inputs, _int_extremes, class_axis=-1,
+             kwargs={"activation": "softmax", "smooth": 1e-3}),
+    LossCase("tversky_loss[focal]", jaxloss.tversky_loss, _int_inputs, _int_extremes,
+             class_axis=-1,
+             kwargs={"activation": "softmax", "alpha": 0.7, "beta": 0.3, "gamma": 1.5,
+                     "smooth": 1e-3}),
+    LossCase("generalized_dice_loss", jaxloss.generalized_dice_loss, _int_inputs, _int_extremes,
+             class_axis=-1, kwargs={"activation": "softmax"}),
+    LossCase("sigmoid_bce_dice_loss",
+             functools.partial(jaxloss.sigmoid_bce_dice_loss, class_weights=CW),
+             _multi_hot_inputs, _multi_hot_extremes, class_axis=-1, scalar_only=True),
+    LossCase("softmax_ce_dice_loss",
+             functools.partial(jaxloss.softmax_ce_dice_loss, class_weights=CW),
+             _int_inputs, _int_extremes, class_axis=-1, forward_mode=False, scalar_only=True),
+]
