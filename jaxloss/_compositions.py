@@ -139,8 +139,8 @@ def softmax_ce_dice_loss(
 
   Equals MONAI ``DiceCELoss(softmax=True, weight=class_weights,
   lambda_ce=ce_weight, lambda_dice=dice_weight, smooth_nr=s, smooth_dr=s)`` on
-  one-hot targets, with ``reduction="mean"``. ``return_components=True`` returns ``(total, {"ce": ...,
-  "dice": ...})``.
+  one-hot targets, with ``reduction="mean"``. ``return_components=True``
+  returns ``(total, {"ce": ..., "dice": ...})``.
 
   Args:
     logits: ``[B, ..., C]`` logits.
