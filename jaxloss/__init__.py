@@ -21,7 +21,13 @@ from jaxloss._compositions import softmax_ce_dice_loss as softmax_ce_dice_loss
 from jaxloss._distribution import earth_mover_distance as earth_mover_distance
 from jaxloss._focal import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxloss._focal import softmax_focal_loss as softmax_focal_loss
+from jaxloss._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
+from jaxloss._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
 from jaxloss._metrics import accuracy as accuracy
+from jaxloss._metrics import confusion_matrix as confusion_matrix
+from jaxloss._metrics import dice_per_class as dice_per_class
+from jaxloss._metrics import iou_per_class as iou_per_class
+from jaxloss._metrics import mean_iou as mean_iou
 from jaxloss._overlap import dice_loss as dice_loss
 from jaxloss._overlap import generalized_dice_loss as generalized_dice_loss
 from jaxloss._overlap import jaccard_loss as jaccard_loss
@@ -48,18 +54,24 @@ __all__ = [
     "class_breakdown",
     "class_pixel_counts",
     "ClassCounts",
+    "confusion_matrix",
     "consistency_loss",
     "counts_to_distribution",
     "dice_loss",
+    "dice_per_class",
     "earth_mover_distance",
     "effective_number_weights",
     "entropy_minimization_loss",
     "generalized_dice_loss",
     "huber_loss",
     "inverse_frequency_weights",
+    "iou_per_class",
     "jaccard_loss",
     "labeled_mask",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "mean_absolute_error",
+    "mean_iou",
     "mean_squared_error",
     "median_frequency_weights",
     "multi_head_loss",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from jaxloss import _checks
 from jaxloss._classification import prepare_class_inputs
-from jaxloss._reduction import reduce_elements
+from jaxloss._reduction import reduce_elements, safe_div
 
 
 def accuracy(
@@ -65,3 +67,106 @@ def accuracy(
   truth = t.labels if t.is_int else jnp.argmax(t.labels, axis=t.axis)
   correct = (predicted == truth.astype(predicted.dtype)).astype(t.dtype)
   return reduce_elements(correct, None, t.where, "mean", axis_name)
+
+
+def confusion_matrix(
+    predicted_labels: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    num_classes: int,
+    *,
+    where: jax.typing.ArrayLike | None = None,
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""Confusion matrix ``M[true, predicted]`` of integer labels, jit-able and accumulable.
+
+  .. math::
+    M_{jk} = \sum_i m_i\, [y_i = j]\, [\hat y_i = k]
+
+  Rows are true classes and columns predictions (scikit-learn's convention).
+  Matrices of successive batches add up; with ``axis_name`` they are
+  ``psum``-ed over a sharded batch. Counts are int32. A true or predicted
+  label outside ``[0, num_classes)`` that is not masked by ``where`` is
+  counted in no cell; :func:`jaxloss.checked` reports it, and the
+  ``labels`` check of the losses applies (mask ``ignore_index`` pixels with
+  ``where``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> jaxloss.confusion_matrix(jnp.array([0, 1, 1, 2]), jnp.array([0, 1, 2, 2]), 3).tolist()
+    [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+  """
+  p = _checks.integer_input("predicted_labels", predicted_labels)
+  y = _checks.integer_input("labels", labels)
+  if p.shape != y.shape:
+    raise ValueError(f"`predicted_labels` has shape {tuple(p.shape)}; expected the shape of "
+                     f"`labels` {tuple(y.shape)}.")
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f"`num_classes` must be a positive int; got {num_classes!r}.")
+  _, m = _checks.weights_and_mask(None, where, y.shape, jnp.float32)
+  _checks.check_labels_in_range("labels", y, num_classes, where=m)
+  _checks.check_labels_in_range("predicted_labels", p, num_classes, where=m)
+  valid = (y >= 0) & (y < num_classes) & (p >= 0) & (p < num_classes)
+  if m is not None:
+    valid = valid & m
+  cell = jnp.where(valid, y * num_classes + p, num_classes * num_classes)
+  # One extra bin collects the masked and invalid elements, then is dropped.
+  counts = jnp.bincount(cell.reshape(-1), length=num_classes * num_classes + 1)
+  matrix = counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
+  return matrix if axis_name is None else lax.psum(matrix, axis_name)
+
+
+def _per_class(cm: jax.typing.ArrayLike, name: str) -> tuple[jax.Array, ...]:
+  cm = _checks.real_input(name, cm)
+  if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+    raise ValueError(f"`{name}` must be a square [C, C] confusion matrix; got shape "
+                     f"{tuple(cm.shape)}.")
+  cm = cm.astype(jnp.float32)
+  tp = jnp.diagonal(cm)
+  return tp, jnp.sum(cm, axis=0) - tp, jnp.sum(cm, axis=1) - tp
+
+
+def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
+  r"""Per-class IoU ``TP / (TP + FP + FN)`` from a confusion matrix; 0 for absent classes.
+
+  A class absent from both predictions and targets has no IoU: it is reported
+  as 0 (never NaN) and left out of :func:`mean_iou`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cm = jnp.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])
+    >>> [round(v, 4) for v in jaxloss.iou_per_class(cm).tolist()]
+    [0.75, 0.6667, 0.0]
+  """
+  tp, fp, fn = _per_class(confusion, "confusion")
+  return safe_div(tp, tp + fp + fn)
+
+
+def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
+  r"""Per-class Dice (F1) ``2 TP / (2 TP + FP + FN)``; 0 for classes absent from both.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> cm = jnp.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])
+    >>> [round(v, 4) for v in jaxloss.dice_per_class(cm).tolist()]
+    [0.8571, 0.8, 0.0]
+  """
+  tp, fp, fn = _per_class(confusion, "confusion")
+  return safe_div(2 * tp, 2 * tp + fp + fn)
+
+
+def mean_iou(confusion: jax.typing.ArrayLike) -> jax.Array:
+  r"""Mean IoU over the classes present in predictions or targets.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> round(float(jaxloss.mean_iou(jnp.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]]))), 4)
+    0.7083
+  """
+  tp, fp, fn = _per_class(confusion, "confusion")
+  present = (tp + fp + fn) > 0
+  return safe_div(jnp.sum(jnp.where(present, safe_div(tp, tp + fp + fn), 0)),
+                  jnp.sum(present, dtype=jnp.float32))

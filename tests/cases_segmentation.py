@@ -65,3 +65,23 @@ CASES = [
              functools.partial(jaxloss.softmax_ce_dice_loss, class_weights=CW),
              _int_inputs, _int_extremes, class_axis=-1, forward_mode=False, scalar_only=True),
 ]
+
+
+def _binary_inputs(rng: np.random.Generator, batch: int, dtype: Any) -> Inputs:
+  x = (2 * rng.normal(size=(batch, 4, 4))).astype(dtype)
+  return x, (rng.uniform(size=(batch, 4, 4)) < 0.4).astype(np.int32)
+
+
+def _binary_extremes(rng: np.random.Generator, batch: int) -> Inputs:
+  x = rng.choice([-1e4, 1e4, 0.0], size=(batch, 4, 4)).astype(np.float32)
+  y = (rng.uniform(size=(batch, 4, 4)) < 0.5).astype(np.int32)
+  y[0] = 0
+  return x, y
+
+
+CASES += [
+    LossCase("lovasz_softmax_loss[per_image]", jaxloss.lovasz_softmax_loss, _int_inputs,
+             _int_extremes, class_axis=-1,
+             kwargs={"activation": "softmax", "per_image": True}),
+    LossCase("lovasz_hinge_loss", jaxloss.lovasz_hinge_loss, _binary_inputs, _binary_extremes),
+]
