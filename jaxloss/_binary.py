@@ -136,9 +136,19 @@ def sigmoid_binary_cross_entropy(
   return reduce_weighted(wl, w, m, reduction, axis_name)
 
 
+@jax.custom_jvp
 def softplus(x: jax.Array) -> jax.Array:
   # softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^−|x|): no overflow at ±1e4.
   return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+  # softplus' = σ(x) = exp(x − softplus(x)). Autodiff of the max/abs form would pick
+  # inconsistent subgradients at x = 0 (max: 1/2, abs: ±1) and return 0 instead of 1/2.
+  (x,), (dx,) = primals, tangents
+  sp = softplus(x)
+  return sp, jnp.exp(x - sp) * dx
 
 
 @jax.custom_jvp

@@ -43,8 +43,8 @@ def sigmoid_bce_dice_loss(
     (group, class) over ``reduce_axes`` (default: per image; include 0 for
     per batch), weighted by ``class_weights``, reduced by ``reduction``.
 
-  Both parts are built from one ``softplus(x)`` (:math:`\sigma(x) = \exp(x -
-  \mathrm{softplus}(x))`), which XLA evaluates once for both.
+  The logits are read once per pass: XLA fuses both parts' elementwise work
+  into the same kernels.
   ``weights`` are per image (``[B]``) and apply to both parts.
   With ``return_components=True`` the result is ``(total, {"bce": ..., "dice":
   ...})``, to log how much each part contributes; ``reduction="none"`` is not
@@ -89,12 +89,11 @@ def sigmoid_bce_dice_loss(
   bce = _binary.sigmoid_binary_cross_entropy(
       x, labels, axis=axis, pos_weight=pos_weight, class_weights=class_weights,
       weights=weights, where=where, reduction=reduction, axis_name=axis_name)
-  # σ(x) = exp(x − softplus(x)): the same softplus the BCE uses, computed once by XLA.
   xf = x.astype(_checks.compute_dtype(x))
   if where is not None:  # double-where: masked logits never reach the activation
     xf = jnp.where(_checks.align_to_loss("where", _checks.bool_input("where", where), x.shape),
                    xf, 0)
-  probabilities = jnp.exp(xf - _binary.softplus(xf))
+  probabilities = jax.nn.sigmoid(xf)
   dice = dice_loss(probabilities, labels, axis=axis, reduce_axes=reduce_axes,
                    class_weights=class_weights, smooth=smooth, weights=weights, where=where,
                    reduction=reduction, axis_name=axis_name)

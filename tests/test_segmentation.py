@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -184,3 +185,24 @@ def test_class_weights_ignore_index_and_other_estimators():
     np.testing.assert_allclose(eff, 3 * (1 / e) / np.sum(1 / e), rtol=1e-5)
     bad = jaxloss.class_pixel_counts(np.array([[0, 5]], np.int32), 3)
     assert np.all(np.isnan(bad.class_pixels))
+
+
+def test_gradients_at_exactly_zero_logits():
+  # Autodiff of max(x, 0) + log1p(exp(-|x|)) picks inconsistent subgradients at 0;
+  # softplus has a hand-written derivative σ(x) instead (found by the bench check).
+  x = np.zeros((1, 2, 2, 3))
+  y = np.eye(3)[np.array([[[0, 1], [2, 0]]])]
+  ours = jax.grad(lambda x: jaxloss.sigmoid_bce_dice_loss(x, y, smooth=S))(x)
+
+  def naive(x):
+    p = jax.nn.sigmoid(x)
+    bce = jnp.mean(jax.nn.softplus(x) - x * y)
+    inter = jnp.sum(p * y, axis=(1, 2))
+    dice = 1 - (2 * inter + S) / (jnp.sum(p, axis=(1, 2)) + jnp.sum(y, axis=(1, 2)) + S)
+    return bce + jnp.mean(dice)
+
+  np.testing.assert_allclose(ours, jax.grad(naive)(x), rtol=1e-12, atol=1e-15)
+  import optax
+  focal = jax.grad(lambda x: jaxloss.sigmoid_focal_loss(x, y, reduction="sum"))(x)
+  ref = jax.grad(lambda x: jnp.sum(optax.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0)))(x)
+  np.testing.assert_allclose(focal, ref, rtol=1e-12, atol=1e-15)
