@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _binary, _checks
+from jaxloss import _checks
+from jaxloss._bce_dice import bce_dice_totals
 from jaxloss._classification import softmax_cross_entropy
 from jaxloss._overlap import dice_loss
 
@@ -43,8 +44,10 @@ def sigmoid_bce_dice_loss(
     (group, class) over ``reduce_axes`` (default: per image; include 0 for
     per batch), weighted by ``class_weights``, reduced by ``reduction``.
 
-  The logits are read once per pass: XLA fuses both parts' elementwise work
-  into the same kernels.
+  Value and gradient are one hand-written ``custom_vjp`` (``_bce_dice.py``):
+  one pass over the logits forms both totals and the Dice sums, one pass forms
+  the whole gradient; only the ``[groups, C]`` sums are kept in between. It
+  equals the sum of the two public losses, value and gradient (tested).
   ``weights`` are per image (``[B]``) and apply to both parts.
   With ``return_components=True`` the result is ``(total, {"bce": ..., "dice":
   ...})``, to log how much each part contributes; ``reduction="none"`` is not
@@ -85,18 +88,10 @@ def sigmoid_bce_dice_loss(
   if reduction == "none":
     raise ValueError("`reduction='none'` is not offered for a composition; call "
                      "sigmoid_binary_cross_entropy and dice_loss for per-element values.")
-  x = _checks.float_input("logits", logits)
-  bce = _binary.sigmoid_binary_cross_entropy(
-      x, labels, axis=axis, pos_weight=pos_weight, class_weights=class_weights,
-      weights=weights, where=where, reduction=reduction, axis_name=axis_name)
-  xf = x.astype(_checks.compute_dtype(x))
-  if where is not None:  # double-where: masked logits never reach the activation
-    xf = jnp.where(_checks.align_to_loss("where", _checks.bool_input("where", where), x.shape),
-                   xf, 0)
-  probabilities = jax.nn.sigmoid(xf)
-  dice = dice_loss(probabilities, labels, axis=axis, reduce_axes=reduce_axes,
-                   class_weights=class_weights, smooth=smooth, weights=weights, where=where,
-                   reduction=reduction, axis_name=axis_name)
+  bce, dice = bce_dice_totals(
+      logits, labels, axis=axis, pos_weight=pos_weight, class_weights=class_weights,
+      reduce_axes=reduce_axes, smooth=smooth, weights=weights, where=where,
+      reduction=reduction, axis_name=axis_name)
   total = bce_weight * bce + dice_weight * dice
   return _result(total, {"bce": bce, "dice": dice}, return_components)
 

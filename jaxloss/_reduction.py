@@ -71,6 +71,20 @@ def reduce_weighted(
   num = _psum(jnp.sum(wl), axis_name)
   if reduction == "sum":
     return num
+  return safe_div(num, denominator(weights, where, wl.shape, dtype, reduction, axis_name))
+
+
+def denominator(
+    weights: jax.Array | None,
+    where: jax.Array | None,
+    shape: tuple[int, ...],
+    dtype: jnp.dtype,
+    reduction: str,
+    axis_name: str | None = None,
+) -> jax.Array:
+  """The denominator of a scalar ``reduction`` over losses of ``shape`` (1 for "sum")."""
+  if reduction == "sum":
+    return jnp.ones((), dtype)
   if reduction == "mean" or weights is None:
     # Keras "sum_over_batch_size": divide by the number of unmasked elements.
     # Without weights, "weighted_mean" and "sum_by_nonzero_weights" are this too.
@@ -83,7 +97,27 @@ def reduce_weighted(
     terms = weights != 0 if where is None else jnp.logical_and(weights != 0, where)
   else:  # pragma: no cover - guarded by check_reduction
     raise ValueError(reduction)
-  return safe_div(num, _psum(_full_sum(terms, wl.shape, dtype), axis_name))
+  return _psum(_full_sum(terms, shape, dtype), axis_name)
+
+
+def reduction_coefficients(
+    weights: jax.Array | None,
+    where: jax.Array | None,
+    shape: tuple[int, ...],
+    dtype: jnp.dtype,
+    reduction: str,
+    axis_name: str | None = None,
+) -> jax.Array:
+  """``c`` with ``reduce_weighted(w * l, w, m, reduction) == psum(Σ c·l)`` for any ``l``.
+
+  A scalar reduction is linear in the losses; fused kernels use these
+  coefficients (compact: size-1 axes where they broadcast) to form the value
+  and its gradient ``c`` in one pass. Masked entries have coefficient 0.
+  """
+  c = jnp.ones((1,) * len(shape), dtype) if weights is None else weights
+  if where is not None:
+    c = jnp.where(where, c, jnp.zeros((), dtype))
+  return safe_div(c, denominator(weights, where, shape, dtype, reduction, axis_name))
 
 
 def _full_sum(terms: jax.Array | None, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:

@@ -206,3 +206,36 @@ def test_gradients_at_exactly_zero_logits():
   focal = jax.grad(lambda x: jaxloss.sigmoid_focal_loss(x, y, reduction="sum"))(x)
   ref = jax.grad(lambda x: jnp.sum(optax.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0)))(x)
   np.testing.assert_allclose(focal, ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "weighted_mean", "sum_by_nonzero_weights"])
+@pytest.mark.parametrize("per_batch", [False, True])
+def test_fused_bce_dice_equals_its_public_parts(reduction, per_batch):
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(3, 4, 5, 3)) * 3
+  y = (rng.uniform(size=x.shape) < 0.4).astype(float)
+  y[0, ..., 2] = 0.0  # an empty class
+  pos_weight = np.array([1.0, 2.5, 0.5])
+  cw = np.array([0.5, 2.0, 1.0])
+  weights = np.array([1.0, 0.0, 2.0]) if not per_batch else None
+  where = np.array([True, True, False]) if not per_batch else None
+  axes = (0, 1, 2) if per_batch else None
+  kw = {"class_weights": cw, "weights": weights, "where": where, "reduction": reduction}
+
+  def fused(x, y):
+    return jaxloss.sigmoid_bce_dice_loss(x, y, pos_weight=pos_weight, reduce_axes=axes,
+                                         bce_weight=0.7, dice_weight=1.3, smooth=0.1, **kw)
+
+  def parts(x, y):
+    bce = jaxloss.sigmoid_binary_cross_entropy(x, y, pos_weight=pos_weight, **kw)
+    dice = jaxloss.dice_loss(x, y, activation="sigmoid", reduce_axes=axes, smooth=0.1, **kw)
+    return 0.7 * bce + 1.3 * dice
+
+  np.testing.assert_allclose(fused(x, y), parts(x, y), rtol=1e-12)
+  for a, b in zip(jax.grad(fused, (0, 1))(x, y), jax.grad(parts, (0, 1))(x, y), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+  nchw = jaxloss.sigmoid_bce_dice_loss(
+      np.moveaxis(x, -1, 1), np.moveaxis(y, -1, 1), axis=1, pos_weight=pos_weight,
+      reduce_axes=None if axes is None else (0, 2, 3), bce_weight=0.7, dice_weight=1.3,
+      smooth=0.1, **kw)
+  np.testing.assert_allclose(nchw, parts(x, y), rtol=1e-12)
