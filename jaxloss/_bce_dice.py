@@ -18,6 +18,7 @@ from jax import lax
 from jaxloss import _checks
 from jaxloss._binary import _per_class
 from jaxloss._classification import match_vma
+from jaxloss._overlap import class_and_reduce_axes
 from jaxloss._reduction import reduction_coefficients, safe_div
 
 
@@ -92,16 +93,8 @@ def bce_dice_totals(logits, labels, *, axis, pos_weight, class_weights, reduce_a
   if y.shape != x.shape or x.ndim < 2:
     raise ValueError(f"`labels` has shape {tuple(y.shape)}; expected the shape of `logits` "
                      f"{tuple(x.shape)}, [B, ..., C] multi-hot targets.")
-  ax = _checks.normalize_axis("axis", axis, x.ndim)
-  if ax == 0:
-    raise ValueError("`axis` (the class axis) cannot be the batch axis 0.")
+  ax, axes = class_and_reduce_axes(x.ndim, axis, reduce_axes)
   c = x.shape[ax]
-  if reduce_axes is None:
-    axes = tuple(i for i in range(x.ndim) if i not in (0, ax))
-  else:
-    axes = tuple(sorted({_checks.normalize_axis("reduce_axes", r, x.ndim) for r in reduce_axes}))
-    if ax in axes:
-      raise ValueError(f"`reduce_axes` {tuple(reduce_axes)} contains the class axis {ax}.")
   dtype = _checks.compute_dtype(x, y)
   per_class = {}
   for name, v in (("pos_weight", pos_weight), ("class_weights", class_weights)):

@@ -30,6 +30,19 @@ class OverlapSums(NamedTuple):
   where: jax.Array | None  # the loss-space mask, aligned to the loss shape
 
 
+def class_and_reduce_axes(ndim: int, axis: int, reduce_axes) -> tuple[int, tuple[int, ...]]:
+  """The class axis and the summed axes (default: all but the batch and class axes)."""
+  ax = _checks.normalize_axis("axis", axis, ndim)
+  if ax == 0:
+    raise ValueError("`axis` (the class axis) cannot be the batch axis 0.")
+  if reduce_axes is None:
+    return ax, tuple(i for i in range(ndim) if i not in (0, ax))
+  axes = tuple(sorted({_checks.normalize_axis("reduce_axes", a, ndim) for a in reduce_axes}))
+  if ax in axes:
+    raise ValueError(f"`reduce_axes` {tuple(reduce_axes)} contains the class axis {ax}.")
+  return ax, axes
+
+
 def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_index, squared,
                  axis_name, where=None, per_class=True) -> OverlapSums:
   """Checks inputs, applies the activation once and forms the overlap sums.
@@ -45,9 +58,7 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
   if x.ndim < 2:
     raise ValueError(f"`predictions` must be [B, ..., C] with a batch and a class axis; got "
                      f"shape {tuple(x.shape)}.")
-  ax = _checks.normalize_axis("axis", axis, x.ndim)
-  if ax == 0:
-    raise ValueError("`axis` (the class axis) cannot be the batch axis 0.")
+  ax, axes = class_and_reduce_axes(x.ndim, axis, reduce_axes)
   c = x.shape[ax]
   is_int = jnp.issubdtype(y.dtype, jnp.integer)
   elem_shape = x.shape[:ax] + x.shape[ax + 1:]
@@ -59,12 +70,6 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
                      f"`predictions` {tuple(x.shape)} (one-hot / multi-hot), or integer ids.")
   if ignore_index is not None and not is_int:
     raise ValueError("`ignore_index` only applies to integer labels.")
-  if reduce_axes is None:
-    axes = tuple(i for i in range(x.ndim) if i not in (0, ax))
-  else:
-    axes = tuple(sorted({_checks.normalize_axis("reduce_axes", a, x.ndim) for a in reduce_axes}))
-    if ax in axes:
-      raise ValueError(f"`reduce_axes` {tuple(reduce_axes)} contains the class axis {ax}.")
   dtype = _checks.compute_dtype(x, None if is_int else y)
   x = x.astype(dtype)
   kept = [i for i in range(x.ndim) if i not in axes]
