@@ -33,6 +33,21 @@ def _sum_to(v: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   return jnp.sum(v, axis=axes, keepdims=True) if axes else v
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _multi_sum(xs: tuple[jax.Array, ...], axes: tuple[int, ...]) -> tuple[jax.Array, ...]:
+  """Sums of several arrays over ``axes`` in one variadic reduction (one pass)."""
+  zero = jnp.zeros((), xs[0].dtype)
+  return lax.reduce(xs, (zero,) * len(xs),
+                    lambda u, v: tuple(ui + vi for ui, vi in zip(u, v, strict=True)), axes)
+
+
+@_multi_sum.defjvp
+def _multi_sum_jvp(axes, primals, tangents):
+  # A sum is linear: the tangents are summed too. Plain sums here, since JAX cannot
+  # differentiate or transpose a variadic reduce (needed for second derivatives).
+  return _multi_sum(primals[0], axes), tuple(jnp.sum(t, axis=axes) for t in tangents[0])
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
 def _fused(x, y, q, b, a, axes, smooth, psum_axis):
   return _fused_fwd(x, y, q, b, a, axes, smooth, psum_axis)[0]
@@ -46,10 +61,7 @@ def _fused_fwd(x, y, q, b, a, axes, smooth, psum_axis):
   p = jnp.exp(x - sp)  # σ(x) = exp(x − softplus(x))
   # One variadic reduction: XLA reads the logits once for all four sums, where
   # separate reductions would each re-read (or materialise) the shared terms.
-  zero = jnp.zeros((), x.dtype)
-  bce_part, inter, pred, target = lax.reduce(
-      (bce_terms, p * y, p, y), (zero,) * 4,
-      lambda u, v: tuple(ui + vi for ui, vi in zip(u, v, strict=True)), axes)
+  bce_part, inter, pred, target = _multi_sum((bce_terms, p * y, p, y), axes)
   sums = tuple(jnp.expand_dims(v, axes) for v in (inter, pred, target))
   if psum_axis is not None:  # batch-level Dice over a sharded batch
     sums = lax.psum(sums, psum_axis)

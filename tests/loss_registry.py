@@ -135,11 +135,16 @@ CASES: list[LossCase] = [
 ]
 
 
-# Each loss family may keep its cases in its own ``tests/cases_<family>.py``
-# module defining ``CASES``; they join the registry here.
-for _path in sorted(pathlib.Path(__file__).parent.glob("cases_*.py")):
-  CASES += importlib.import_module(_path.stem).CASES
+def all_cases() -> list[LossCase]:
+  """The cases above plus every ``tests/cases_<family>.py`` module's ``CASES``.
+
+  Imported lazily, so that a cases module may import this one without a cycle.
+  """
+  cases = list(CASES)
+  for path in sorted(pathlib.Path(__file__).parent.glob("cases_*.py")):
+    cases += importlib.import_module(path.stem).CASES
+  return cases
 
 
 def by_name(name: str) -> LossCase:
-  return next(c for c in CASES if c.name == name)
+  return next(c for c in all_cases() if c.name == name)

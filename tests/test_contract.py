@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 from jax.test_util import check_grads
-from loss_registry import CASES, LossCase
+from loss_registry import LossCase, all_cases
 
+CASES = all_cases()
 CLASS_AXIS_CASES = [c for c in CASES if c.class_axis is not None]
 BATCH = 6
 SCALAR_REDUCTIONS = ("sum", "mean", "weighted_mean", "sum_by_nonzero_weights")
