@@ -65,13 +65,13 @@ register(Workload(
 def _naive_ce_dice(x, y):
   logp = jax.nn.log_softmax(x, axis=-1)
   onehot = jax.nn.one_hot(y, 12)
-  cw = jnp.asarray(CW12)
+  cw = jnp.asarray(CW12).reshape(1, 1, 1, -1)  # explicit broadcasts (strict rank promotion)
   ce = -jnp.mean(jnp.sum(cw * onehot * logp, axis=-1))
   p = jnp.exp(logp)
   inter = jnp.sum(p * onehot, axis=(1, 2))
   dice = 1 - (2 * inter + SMOOTH) / (jnp.sum(p, axis=(1, 2)) + jnp.sum(onehot, axis=(1, 2))
                                      + SMOOTH)
-  return ce + jnp.mean(cw * dice)
+  return ce + jnp.mean(cw[0, 0] * dice)
 
 
 register(Workload(
