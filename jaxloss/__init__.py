@@ -32,6 +32,10 @@ from jaxloss._overlap import dice_loss as dice_loss
 from jaxloss._overlap import generalized_dice_loss as generalized_dice_loss
 from jaxloss._overlap import jaccard_loss as jaccard_loss
 from jaxloss._overlap import tversky_loss as tversky_loss
+from jaxloss._propel import gaussian_overlap as gaussian_overlap
+from jaxloss._propel import mixture_mean_and_variance as mixture_mean_and_variance
+from jaxloss._propel import propel_loss as propel_loss
+from jaxloss._propel import split_mixture_outputs as split_mixture_outputs
 from jaxloss._reduction import reduce_loss as reduce_loss
 from jaxloss._regression import huber_loss as huber_loss
 from jaxloss._regression import mean_absolute_error as mean_absolute_error
@@ -62,6 +66,7 @@ __all__ = [
     "earth_mover_distance",
     "effective_number_weights",
     "entropy_minimization_loss",
+    "gaussian_overlap",
     "generalized_dice_loss",
     "huber_loss",
     "inverse_frequency_weights",
@@ -74,7 +79,9 @@ __all__ = [
     "mean_iou",
     "mean_squared_error",
     "median_frequency_weights",
+    "mixture_mean_and_variance",
     "multi_head_loss",
+    "propel_loss",
     "pseudo_label_cross_entropy",
     "reduce_loss",
     "score_mean_std",
@@ -85,6 +92,7 @@ __all__ = [
     "softmax_ce_dice_loss",
     "softmax_cross_entropy",
     "softmax_focal_loss",
+    "split_mixture_outputs",
     "tversky_loss",
     "value_checks",
 ]

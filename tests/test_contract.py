@@ -186,10 +186,10 @@ def test_check_grads_float64(case):
     w = rng.uniform(0.5, 2.0, size=4)
     m = np.array([True, False, True, True])
     rest = args[1:]
-    for reduction in ("weighted_mean", "none"):
-      f = lambda x, r=reduction: _call(case, (x, *rest), weights=w, where=m, reduction=r)  # noqa: E731
-      modes = ("fwd", "rev") if case.forward_mode else ("rev",)
-      check_grads(f, (args[0],), order=2, modes=modes, atol=1e-5, rtol=1e-5)
+    # One reduction suffices: the others differ only by the (tested) reduction core.
+    f = lambda x: _call(case, (x, *rest), weights=w, where=m, reduction="weighted_mean")  # noqa: E731
+    modes = ("fwd", "rev") if case.forward_mode else ("rev",)
+    check_grads(f, (args[0],), order=2, modes=modes, atol=1e-5, rtol=1e-5)
 
 
 def test_export_lowers_for_cpu_cuda_tpu(case):
