@@ -16,15 +16,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._binary import _per_class
+from jaxloss._binary import _per_class, softplus
 from jaxloss._classification import match_vma
 from jaxloss._overlap import class_and_reduce_axes
 from jaxloss._reduction import reduction_coefficients, safe_div
-
-
-def _softplus(x):
-  # softplus(x) = max(x, 0) + log1p(e^−|x|): no overflow at ±1e4.
-  return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
 def _sum_to(v: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -54,7 +49,7 @@ def _fused(x, y, q, b, a, axes, smooth, psum_axis):
 
 
 def _fused_fwd(x, y, q, b, a, axes, smooth, psum_axis):
-  sp = _softplus(x)
+  sp = softplus(x)
   qy = q * y
   # BCE: q·y·softplus(−x) + (1 − y)·softplus(x) = (q y + 1 − y)·softplus(x) − q y x.
   bce_terms = jnp.broadcast_to(b, x.shape) * ((qy + 1 - y) * sp - qy * x)
@@ -74,7 +69,7 @@ def _fused_fwd(x, y, q, b, a, axes, smooth, psum_axis):
 def _fused_bwd(axes, smooth, psum_axis, res, g):
   x, y, q, b, a, num, den = res
   g_bce, g_dice = g
-  sp = _softplus(x)
+  sp = softplus(x)
   p = jnp.exp(x - sp)
   qy = q * y
   # ∂l_bce/∂x = (q y + 1 − y)·σ(x) − q y.
