@@ -39,6 +39,18 @@ def _sorted_dot(errors: jax.Array, fg: jax.Array, hinge: bool) -> jax.Array:
   return jnp.sum(value * grad, axis=-1)
 
 
+def _check_per_image(per_image: bool, weights, axis_name: str | None) -> None:
+  if weights is not None and not per_image:
+    raise ValueError("`weights` weigh images: they need `per_image=True`.")
+  if axis_name is not None and not per_image:
+    # The batch-level loss sorts the errors of every pixel of the batch together; a
+    # psum of per-shard losses would be a different loss, so refuse instead of guessing.
+    raise ValueError(f"`axis_name`={axis_name!r} needs `per_image=True`: the batch-level "
+                     "Lovász loss sorts all pixels of the batch together and cannot be "
+                     "summed over shards; under jit with a NamedSharding it needs no "
+                     "axis_name.")
+
+
 def _groups(v: jax.Array, per_image: bool) -> jax.Array:  # for the binary hinge
   """``[B, ...]`` to ``[G, P]``: one row per image, or the whole batch as one row."""
   return v.reshape(v.shape[0], -1) if per_image else v.reshape(1, -1)
@@ -87,7 +99,8 @@ def lovasz_softmax_loss(
     weights: per-image weights ``[B]`` (``per_image=True`` only).
     where: per-image mask ``[B]``: a masked image's pixels are left out.
     reduction: see :func:`jaxloss.reduce_loss`, over the groups.
-    axis_name: with ``per_image``, mapped axis to ``psum`` the reduction over.
+    axis_name: with ``per_image``, mapped axis to ``psum`` the reduction over;
+      without ``per_image`` it raises (the batch-level sort cannot be split).
 
   Returns:
     The reduced loss; ``reduction="none"`` gives ``[B]`` (``per_image``) or ``[1]``.
@@ -113,8 +126,7 @@ def lovasz_softmax_loss(
     raise ValueError(f"`labels` has shape {tuple(y.shape)}; expected "
                      f"{x.shape[:ax] + x.shape[ax + 1:]}, the shape of `predictions` without "
                      f"its class axis.")
-  if weights is not None and not per_image:
-    raise ValueError("`weights` weigh images: they need `per_image=True`.")
+  _check_per_image(per_image, weights, axis_name)
   dtype = _checks.compute_dtype(x)
   w, m = _checks.weights_and_mask(weights, where, (x.shape[0],), dtype, what="per-image loss")
   _checks.check_labels_in_range("labels", y, c, ignore_index)
@@ -180,7 +192,8 @@ def lovasz_hinge_loss(
     weights: per-image weights ``[B]`` (``per_image=True`` only).
     where: per-image mask ``[B]``.
     reduction: see :func:`jaxloss.reduce_loss`, over the groups.
-    axis_name: with ``per_image``, mapped axis to ``psum`` the reduction over.
+    axis_name: with ``per_image``, mapped axis to ``psum`` the reduction over;
+      without ``per_image`` it raises (the batch-level sort cannot be split).
 
   Returns:
     The reduced loss; ``reduction="none"`` gives ``[B]`` (``per_image``) or ``[1]``.
@@ -198,8 +211,7 @@ def lovasz_hinge_loss(
   if y.shape != x.shape or x.ndim < 1:
     raise ValueError(f"`labels` has shape {tuple(y.shape)}; expected the shape of `logits` "
                      f"{tuple(x.shape)} with the batch on axis 0.")
-  if weights is not None and not per_image:
-    raise ValueError("`weights` weigh images: they need `per_image=True`.")
+  _check_per_image(per_image, weights, axis_name)
   dtype = _checks.compute_dtype(x)
   w, m = _checks.weights_and_mask(weights, where, (x.shape[0],), dtype, what="per-image loss")
   keep = jnp.ones(y.shape, bool) if ignore_index is None else y != ignore_index
