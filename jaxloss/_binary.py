@@ -110,7 +110,7 @@ def sigmoid_binary_cross_entropy(
   Returns:
     The reduced loss, or per-element weighted losses for ``"none"``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> logits = jnp.array([[3.0, -2.0], [0.0, 1e4]])

@@ -229,7 +229,7 @@ def value_checks(enabled: bool = True) -> Iterator[None]:
   The switch is read at *trace* time: a function already traced and cached by
   ``jax.jit`` without checks keeps running without them.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> with jaxloss.value_checks():
@@ -256,7 +256,7 @@ def checked(fn: _F) -> _F:
   it may be (or contain) a jitted function. A failed check raises
   ``JaxRuntimeError`` (a ``ValueError``) carrying the check's message.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import jaxloss
     >>> loss = jaxloss.checked(jax.jit(jaxloss.mean_squared_error))

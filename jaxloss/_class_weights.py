@@ -18,6 +18,15 @@ class ClassCounts(NamedTuple):
   Attributes:
     class_pixels: ``[C]`` pixels of each class.
     image_pixels: ``[C]`` labelled pixels of the images in which each class appears.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> first = jaxloss.class_pixel_counts(jnp.array([[0, 0, 1, 1]]), 3)
+    >>> second = jaxloss.class_pixel_counts(jnp.array([[0, 0, 0, 2]]), 3)
+    >>> total = first + second  # counts over a dataset, one batch at a time
+    >>> total.class_pixels.tolist(), total.image_pixels.tolist()
+    ([5.0, 2.0, 1.0], [8.0, 4.0, 4.0])
   """
 
   class_pixels: jax.Array
@@ -47,7 +56,7 @@ def class_pixel_counts(
   count NaN, so it can never be dropped unnoticed; :func:`jaxloss.checked`
   names it.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> labels = jnp.array([[0, 0, 1, 1], [0, 0, 0, 2]])  # two images of 4 pixels
@@ -107,7 +116,7 @@ def median_frequency_weights(counts: ClassCounts, *, frequency: str = "image") -
   Returns:
     ``[C]`` float32 class weights.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> counts = jaxloss.class_pixel_counts(jnp.array([[0, 0, 1, 1], [0, 0, 0, 2]]), 4)
@@ -129,7 +138,7 @@ def inverse_frequency_weights(counts: ClassCounts) -> jax.Array:
   present; absent classes get 0. This is scikit-learn's
   ``compute_class_weight("balanced", ...)``; the pixel-weighted mean weight is 1.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> counts = jaxloss.class_pixel_counts(jnp.array([[0, 0, 0, 1]]), 3)
@@ -152,7 +161,7 @@ def effective_number_weights(counts: ClassCounts, *, beta: float = 0.999) -> jax
   absent classes get 0. :math:`\beta^{n}` is evaluated as
   :math:`\exp(n \log\beta)`, accurate for pixel counts in the millions.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> counts = jaxloss.class_pixel_counts(jnp.array([[0, 0, 0, 1]]), 3)

@@ -346,7 +346,7 @@ def softmax_cross_entropy(
   Returns:
     The reduced loss, or per-element losses ``w_i l_i`` for ``"none"``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -419,7 +419,7 @@ def class_breakdown(
   Returns:
     ``[num_classes]`` float32 per-class mean losses, 0 for absent classes.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> losses = jnp.array([0.1, 0.3, 2.0, 0.2])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 
@@ -24,7 +26,7 @@ def sigmoid_bce_dice_loss(
     pos_weight: jax.typing.ArrayLike | None = None,
     class_weights: jax.typing.ArrayLike | None = None,
     axis: int = -1,
-    reduce_axes=None,
+    reduce_axes: Sequence[int] | None = None,
     smooth: float = 1e-5,
     weights: jax.typing.ArrayLike | None = None,
     where: jax.typing.ArrayLike | None = None,
@@ -76,7 +78,7 @@ def sigmoid_bce_dice_loss(
   Returns:
     The total, or ``(total, {"bce": ..., "dice": ...})``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> x = jnp.array([[[2.0, -1.0], [-2.0, 1.0]]])
@@ -105,7 +107,7 @@ def softmax_ce_dice_loss(
     class_weights: jax.typing.ArrayLike | None = None,
     ignore_index: int | None = None,
     axis: int = -1,
-    reduce_axes=None,
+    reduce_axes: Sequence[int] | None = None,
     include_background: bool = True,
     smooth: float = 1e-5,
     label_smoothing: float = 0.0,
@@ -158,7 +160,7 @@ def softmax_ce_dice_loss(
   Returns:
     The total, or ``(total, {"ce": ..., "dice": ...})``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> x = jnp.array([[[2.0, 0.0], [0.0, 1.0]]])

@@ -166,7 +166,7 @@ def earth_mover_distance(
   Returns:
     The reduced loss, or one EMD per example for ``reduction="none"``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> p = jnp.array([0.1, 0.2, 0.4, 0.2, 0.1])

@@ -93,7 +93,7 @@ def softmax_focal_loss(
   Returns:
     The reduced loss.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> logits = jnp.array([[4.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
@@ -172,7 +172,7 @@ def sigmoid_focal_loss(
   Returns:
     The reduced loss.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> losses = jaxloss.sigmoid_focal_loss(jnp.array([2.0, -1.0]), jnp.array([1.0, 1.0]),

@@ -80,7 +80,7 @@ def lovasz_softmax_loss(
     l = \operatorname{mean}_{c} l_c
 
   where :math:`\Delta J_c` are the increments of the Jaccard loss of the
-  sorted foreground (:func:`_lovasz_grad`), and the mean runs over the classes
+  sorted foreground (``_lovasz_grad``), and the mean runs over the classes
   present in the group's labels (``classes="present"``) or all classes
   (``"all"``). Equals the authors' ``lovasz_softmax(probas, labels,
   classes, per_image, ignore)``; the gradient is that of the sorted errors,
@@ -105,7 +105,7 @@ def lovasz_softmax_loss(
   Returns:
     The reduced loss; ``reduction="none"`` gives ``[B]`` (``per_image``) or ``[1]``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> p = jnp.array([[[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]])
@@ -198,7 +198,7 @@ def lovasz_hinge_loss(
   Returns:
     The reduced loss; ``reduction="none"`` gives ``[B]`` (``per_image``) or ``[1]``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> x = jnp.array([[2.0, -1.0, 0.5, -3.0]])

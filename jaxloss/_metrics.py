@@ -52,7 +52,7 @@ def accuracy(
     The fraction of correct labeled elements, float32 (float64 for float64
     inputs under x64); 0 when no element is labeled. Not differentiable.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [1.0, 0.0]])
@@ -90,7 +90,7 @@ def confusion_matrix(
   ``labels`` check of the losses applies (mask ``ignore_index`` pixels with
   ``where``).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> jaxloss.confusion_matrix(jnp.array([0, 1, 1, 2]), jnp.array([0, 1, 2, 2]), 3).tolist()
@@ -132,7 +132,7 @@ def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   A class absent from both predictions and targets has no IoU: it is reported
   as 0 (never NaN) and left out of :func:`mean_iou`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> cm = jnp.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])
@@ -146,7 +146,7 @@ def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
 def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Per-class Dice (F1) ``2 TP / (2 TP + FP + FN)``; 0 for classes absent from both.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> cm = jnp.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])
@@ -160,7 +160,7 @@ def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
 def mean_iou(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Mean IoU over the classes present in predictions or targets.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> round(float(jaxloss.mean_iou(jnp.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]]))), 4)

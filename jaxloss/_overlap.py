@@ -7,6 +7,7 @@ sums over ``reduce_axes``, then the library's reduction over the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -182,10 +183,23 @@ _COMMON_ARGS = """
 
 
 @_with_common_args
-def dice_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=None,
-              class_weights=None, include_background=True, smooth=1e-5, squared=False,
-              weights=None, where=None, ignore_index=None, reduction="mean",
-              axis_name=None) -> jax.Array:
+def dice_loss(
+    predictions: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    activation: str | None = None,
+    reduce_axes: Sequence[int] | None = None,
+    class_weights: jax.typing.ArrayLike | None = None,
+    include_background: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
   r"""Soft Dice loss, one value per (group, class).
 
   .. math::
@@ -200,7 +214,7 @@ def dice_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=None
   Unlike optax's ``dice_loss``, it is jit-safe for every option.
 
   {common_args}
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> p = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])  # [B=1, pixels=3, C=2]
@@ -219,10 +233,23 @@ def dice_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=None
 
 
 @_with_common_args
-def jaccard_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=None,
-                 class_weights=None, include_background=True, smooth=1e-5, squared=False,
-                 weights=None, where=None, ignore_index=None, reduction="mean",
-                 axis_name=None) -> jax.Array:
+def jaccard_loss(
+    predictions: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    activation: str | None = None,
+    reduce_axes: Sequence[int] | None = None,
+    class_weights: jax.typing.ArrayLike | None = None,
+    include_background: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
   r"""Soft Jaccard (IoU) loss, one value per (group, class).
 
   .. math::
@@ -234,7 +261,7 @@ def jaccard_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=N
   :math:`s' = 2s`.
 
   {common_args}
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> p = jnp.array([[[1.0, 0.0], [0.5, 0.5]]])
@@ -254,10 +281,25 @@ def jaccard_loss(predictions, labels, *, axis=-1, activation=None, reduce_axes=N
 
 
 @_with_common_args
-def tversky_loss(predictions, labels, *, alpha=0.5, beta=0.5, gamma=1.0, axis=-1,
-                 activation=None, reduce_axes=None, class_weights=None,
-                 include_background=True, smooth=1e-5, weights=None, where=None,
-                 ignore_index=None, reduction="mean", axis_name=None) -> jax.Array:
+def tversky_loss(
+    predictions: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    axis: int = -1,
+    activation: str | None = None,
+    reduce_axes: Sequence[int] | None = None,
+    class_weights: jax.typing.ArrayLike | None = None,
+    include_background: bool = True,
+    smooth: float = 1e-5,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
   r"""Tversky loss, and focal Tversky with ``gamma``.
 
   .. math::
@@ -274,7 +316,7 @@ def tversky_loss(predictions, labels, *, alpha=0.5, beta=0.5, gamma=1.0, axis=-1
   negatives, ``gamma`` is the focal exponent (1: plain Tversky).
 
   {common_args}
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> p = jnp.array([[[0.8, 0.2], [0.4, 0.6]]])
@@ -301,10 +343,22 @@ def tversky_loss(predictions, labels, *, alpha=0.5, beta=0.5, gamma=1.0, axis=-1
                         reduction=reduction, axis_name=axis_name)
 
 
-def generalized_dice_loss(predictions, labels, *, weight_type="square", axis=-1, activation=None,
-                          reduce_axes=None, include_background=True, smooth=1e-5, weights=None,
-                          where=None, ignore_index=None, reduction="mean",
-                          axis_name=None) -> jax.Array:
+def generalized_dice_loss(
+    predictions: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    weight_type: str = "square",
+    axis: int = -1,
+    activation: str | None = None,
+    reduce_axes: Sequence[int] | None = None,
+    include_background: bool = True,
+    smooth: float = 1e-5,
+    weights: jax.typing.ArrayLike | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    axis_name: str | None = None,
+) -> jax.Array:
   r"""Generalized Dice loss (Sudre et al. 2017), one value per group.
 
   .. math::
@@ -317,7 +371,7 @@ def generalized_dice_loss(predictions, labels, *, weight_type="square", axis=-1,
   smooth_dr=s, batch=...)``. ``reduction="none"`` returns one loss per group
   (``[B]``, or a scalar per batch); ``weights``/``where`` act on groups.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> p = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])

@@ -41,7 +41,7 @@ def split_mixture_outputs(outputs: jax.typing.ArrayLike) -> tuple[jax.Array, jax
   Returns:
     ``(means, stds)``, each ``[..., I, D]``, in the dtype of ``outputs``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> means, stds = jaxloss.split_mixture_outputs(jnp.array([[0.5, 1.0, -0.2, 0.3]]))
@@ -78,7 +78,7 @@ def mixture_mean_and_variance(
   Returns:
     ``(mean, variance)``, each ``[..., D]``, float32 (float64 for float64 inputs).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> mean, var = jaxloss.mixture_mean_and_variance(
@@ -136,7 +136,7 @@ def gaussian_overlap(
     ``log G``, the broadcast shape without its last axis; float32 (float64 for
     float64 inputs).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> mu, var = jnp.zeros(3), jnp.full(3, 0.25)
@@ -241,7 +241,7 @@ def propel_loss(
   Returns:
     The reduced loss, or per-example losses (shape ``...``) for ``"none"``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> target = jnp.array([[0.0, 0.0, 0.0]])

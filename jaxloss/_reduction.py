@@ -190,7 +190,7 @@ def reduce_loss(
     A scalar, or the weighted masked losses for ``reduction="none"``; float32
     (float64 for float64 inputs under x64).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> losses = jnp.array([1.0, 2.0, 3.0, 4.0])

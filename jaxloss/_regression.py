@@ -83,7 +83,7 @@ def mean_squared_error(
   Returns:
     The reduced loss (float32, or float64 under x64 for float64 inputs).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> targets = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
@@ -125,7 +125,7 @@ def mean_absolute_error(
   Returns:
     The reduced loss.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> float(jaxloss.mean_absolute_error(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0])))
@@ -181,7 +181,7 @@ def huber_loss(
   Returns:
     The reduced loss.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> jaxloss.huber_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none").tolist()

@@ -51,7 +51,7 @@ def score_mean_std(
   Returns:
     ``(mean, std)``, each of the input's shape without ``axis``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> mean, std = jaxloss.score_mean_std(jnp.array([0.0, 0.5, 0.5]))
@@ -111,7 +111,7 @@ def scores_to_distribution(
   Returns:
     Histograms of shape ``scores.shape + (num_bins,)``, float32.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> h = jaxloss.scores_to_distribution(jnp.array(4.25), num_bins=10)
@@ -165,7 +165,7 @@ def counts_to_distribution(
     ``(probabilities, has_votes)``: float32 histograms the shape of ``counts``
     and a boolean mask without ``axis``.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> p, ok = jaxloss.counts_to_distribution(jnp.array([[1, 3, 0], [0, 0, 0]]))

@@ -38,7 +38,7 @@ def labeled_mask(
   Returns:
     A bool array; True where the element is labeled.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> jaxloss.labeled_mask(jnp.array([[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])).tolist()
@@ -106,7 +106,7 @@ def multi_head_loss(
     reduced loss :math:`L_h` (before :math:`\lambda_h`) for logging, all
     float32 (float64 when a head is float64 under x64).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> cls = jnp.array([0.5, 0.0, 1.5, 0.0])       # rows 1 and 3 are unlabeled
@@ -247,7 +247,7 @@ def pseudo_label_cross_entropy(
     :math:`w_i m_i l_i` for ``"none"``), and the fraction of the unmasked
     examples whose teacher is confident, for logging (0 when none is given).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> teacher = jnp.array([[4.0, 0.0], [0.1, 0.0]])   # confident, not confident
@@ -318,7 +318,7 @@ def entropy_minimization_loss(
   Returns:
     The reduced loss.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> h = jaxloss.entropy_minimization_loss(jnp.array([[0.0, 0.0], [9.0, 0.0]]),
@@ -384,7 +384,7 @@ def consistency_loss(
   Returns:
     The reduced loss.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> a, b = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]])
