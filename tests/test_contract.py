@@ -189,7 +189,8 @@ def test_check_grads_float64(case):
     # One reduction suffices: the others differ only by the (tested) reduction core.
     f = lambda x: _call(case, (x, *rest), weights=w, where=m, reduction="weighted_mean")  # noqa: E731
     modes = ("fwd", "rev") if case.forward_mode else ("rev",)
-    check_grads(f, (args[0],), order=2, modes=modes, atol=1e-5, rtol=1e-5)
+    # jit: check_grads calls f dozens of times; compiled once it is 2-3x faster than eager.
+    check_grads(jax.jit(f), (args[0],), order=2, modes=modes, atol=1e-5, rtol=1e-5)
 
 
 def test_export_lowers_for_cpu_cuda_tpu(case):

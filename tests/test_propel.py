@@ -104,7 +104,7 @@ def test_reference_normalization_reproduces_torchpropel(name):
     loss = lambda o: jaxloss.propel_loss(o, t, sigma=0.25, gt_normalization="reference")  # noqa: E731
     per = jaxloss.propel_loss(x, t, sigma=0.25, gt_normalization="reference", reduction="none")
     np.testing.assert_allclose(per, per_example, rtol=1e-6)
-    value, g = jax.value_and_grad(loss)(x)
+    value, g = jax.jit(jax.value_and_grad(loss))(x)
     np.testing.assert_allclose(value, per_example.mean(), rtol=1e-6)
     np.testing.assert_allclose(g, grad, rtol=1e-5, atol=1e-8)
     if t.shape[-1] == 1:  # D = 1: the two normalisations coincide
@@ -134,8 +134,8 @@ def test_value_and_gradients_equal_naive_autodiff(num, dim, logits, norm):
       return jnp.sum(jnp.arange(1.0, batch + 1) * naive_propel(x, t, sg, lg, norm == "exact"))
 
     argnums = (0, 1, 2, 3) if logits else (0, 1, 3)
-    v1, g1 = jax.value_and_grad(ours, argnums)(*args, jnp.float64(sigma))
-    v2, g2 = jax.value_and_grad(naive, argnums)(*args, jnp.float64(sigma))
+    v1, g1 = jax.jit(jax.value_and_grad(ours, argnums))(*args, jnp.float64(sigma))
+    v2, g2 = jax.jit(jax.value_and_grad(naive, argnums))(*args, jnp.float64(sigma))
     np.testing.assert_allclose(v1, v2, rtol=1e-10)
     for a, b in zip(g1, g2, strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
@@ -150,7 +150,7 @@ def test_check_grads_second_order_float64(num, dim, logits):
       f = lambda x, t, lg, sg: jaxloss.propel_loss(x, t, sigma=sg, mixture_logits=lg)  # noqa: E731
     else:
       f = lambda x, t, sg: jaxloss.propel_loss(x, t, sigma=sg)  # noqa: E731
-    check_grads(f, (*args, 0.4), order=2, modes=("rev",), atol=1e-5, rtol=1e-5)
+    check_grads(jax.jit(f), (*args, 0.4), order=2, modes=("rev",), atol=1e-5, rtol=1e-5)
 
 
 def test_custom_vjp_equals_autodiff_of_the_same_forward():
@@ -160,8 +160,8 @@ def test_custom_vjp_equals_autodiff_of_the_same_forward():
   def loss(custom):
     return lambda x: _propel._propel(x, t, 0.1, lg, "exact", None, None, "mean", None, custom)
 
-  v1, g1 = jax.value_and_grad(loss(True))(x)
-  v2, g2 = jax.value_and_grad(loss(False))(x)
+  v1, g1 = jax.jit(jax.value_and_grad(loss(True)))(x)
+  v2, g2 = jax.jit(jax.value_and_grad(loss(False)))(x)
   np.testing.assert_allclose(v1, v2, rtol=1e-5)
   np.testing.assert_allclose(g1, g2, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(g2))))
 
@@ -228,10 +228,10 @@ def test_float32_stays_finite_and_accurate_where_linear_space_overflows(dim, sig
   s = sigma * rng.uniform(0.5, 2, size=(4, 3, dim))
   x = np.concatenate([mu, s], -1)
   loss = lambda x, t: jaxloss.propel_loss(x, t, sigma=sigma, reduction="sum")  # noqa: E731
-  v32, g32 = jax.value_and_grad(loss)(x.astype(np.float32), t.astype(np.float32))
+  v32, g32 = jax.jit(jax.value_and_grad(loss))(x.astype(np.float32), t.astype(np.float32))
   assert np.isfinite(float(v32)) and bool(jnp.all(jnp.isfinite(g32)))
   with jax.enable_x64(True):
-    v64, g64 = jax.value_and_grad(loss)(x, t)
+    v64, g64 = jax.jit(jax.value_and_grad(loss))(x, t)
   linear = naive_propel(jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.float32),
                         jnp.float32(sigma))
   assert not bool(jnp.all(jnp.isfinite(linear)))  # what torchpropel computes: inf or NaN
