@@ -110,3 +110,34 @@ def test_export_check_cli_lowers_and_runs_every_function(capsys):
 def test_export_check_cli_names_unknown_functions():
   with pytest.raises(SystemExit):
     export_check.main(["--only", "no_such_loss"])
+
+
+BATCH_LEVEL_OVERLAPS = {
+    "dice_loss": {"activation": "softmax"},
+    "tversky_loss": {"activation": "softmax", "alpha": 0.3, "beta": 0.7, "gamma": 1.5},
+    "generalized_dice_loss": {"activation": "softmax"},
+    "softmax_ce_dice_loss": {"class_weights": np.array([0.5, 1.0, 4.0], np.float32)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_LEVEL_OVERLAPS))
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_batch_dice_inside_shard_map_equals_unsharded(name, reduction, mesh):
+  # One Dice per class over the whole batch: the per-class sums are psum-ed before the
+  # ratio, so eight shards give the one-device value (a mean of shard Dices would not).
+  if name == "softmax_ce_dice_loss" and reduction == "none":
+    pytest.skip("a composition has no reduction='none'")
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(BATCH, 4, 4, 3)).astype(np.float32)
+  y = rng.integers(0, 3, size=(BATCH, 4, 4)).astype(np.int32)
+  y[:8] = 0  # classes 1 and 2 are absent from half the shards
+  fn = getattr(jaxloss, name)
+  kwargs = dict(BATCH_LEVEL_OVERLAPS[name], reduce_axes=(0, 1, 2), reduction=reduction)
+
+  def local(x, y):
+    return fn(x, y, **kwargs, axis_name="data")
+
+  sharded = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("data"), out_specs=P()))
+  _assert_trees_close(sharded(x, y), fn(x, y, **kwargs))
+  grad = jax.jit(jax.grad(lambda x: sharded(x, y).sum()))(x)
+  _assert_trees_close(grad, jax.grad(lambda x: fn(x, y, **kwargs).sum())(x))
