@@ -1,13 +1,11 @@
 """Which public functions lower on which platforms: ``python -m jaxloss.export_check``.
 
-For every public array function of jaxloss this exports, with :func:`jax.export.export`,
-the function on small example inputs (and, for losses, its ``value_and_grad`` with
-respect to the first argument) once per platform, then optionally runs the CPU
-branch of a three-platform export and compares it with a plain ``jax.jit`` call.
-It needs no accelerator: lowering for CUDA or TPU works on any machine.
-
-Example:
-  .. code-block:: text
+For every public array function of jaxloss, this exports with ``jax.export`` the
+function on small example inputs (for losses, its ``value_and_grad`` with respect
+to the first argument) for CPU, CUDA and TPU at once; if that fails, each platform
+alone, to say which one fails. Then it runs the CPU branch of the export and
+compares it with a plain ``jax.jit`` call. No accelerator is needed: lowering for
+CUDA or TPU works on any machine. Usage and output::
 
     $ python -m jaxloss.export_check
     function                      exports         cpu  cuda  tpu  cpu run
@@ -17,7 +15,7 @@ Example:
     ...
     39 functions, 0 failures, platforms cpu, cuda, tpu
 
-The catalogue :data:`EXAMPLES` is also what ``tests/test_sharding.py`` shards: it names
+The catalogue ``EXAMPLES`` is also what ``tests/test_sharding.py`` shards: it names
 which arguments carry the batch and which functions take an ``axis_name``.
 """
 
