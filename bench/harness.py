@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-# Implementation names with a special role; every other entry of ``impls`` is a peer.
+# Implementation names with a special role; every other entry of ``impls`` is a peer,
+# except variants of jaxloss itself, named ``jaxloss_*`` (e.g. ``jaxloss_autodiff``).
 JAXLOSS = "jaxloss"
 ROOFLINE = "roofline"
 COPYTO = "np.copyto"

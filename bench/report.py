@@ -48,8 +48,9 @@ def paired_ratio(result: WorkloadResult, name: str, ref: str) -> tuple[float, fl
 
 def best_peer(result: WorkloadResult) -> tuple[str, float, float] | None:
   """The fastest peer (by median) and jaxloss's paired ratio to it (median, IQR)."""
+  # Variants of jaxloss itself ("jaxloss_autodiff", ...) are shown but are not peers.
   peers = {n: t.median_s for n, t in result.timings.items()
-           if n not in (JAXLOSS, ROOFLINE, COPYTO)}
+           if n not in (JAXLOSS, ROOFLINE, COPYTO) and not n.startswith(JAXLOSS + "_")}
   if not peers:
     return None
   name = min(peers, key=peers.__getitem__)

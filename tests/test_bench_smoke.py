@@ -30,3 +30,14 @@ def test_quick_bench_runs_and_writes_reports(tmp_path, capsys):
 
 def test_unknown_workload_is_reported():
   assert bench_main.main(["--quick", "--only", "no-such-workload", "--no-progress"]) == 2
+
+
+def test_variants_of_jaxloss_are_not_peers():
+  from bench.harness import Timing, WorkloadResult
+  from bench.report import best_peer
+
+  timings = {"jaxloss": Timing((2.0, 2.0, 2.0), 1), "jaxloss_autodiff": Timing((1.0,) * 3, 1),
+             "naive_jax": Timing((4.0, 4.0, 4.0), 1), "roofline": Timing((0.5,) * 3, 1)}
+  result = WorkloadResult(None, (), 0, 0, timings, {}, 0.0, ())
+  name, ratio, _ = best_peer(result)
+  assert name == "naive_jax" and ratio == 0.5
