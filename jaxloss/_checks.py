@@ -229,6 +229,12 @@ def value_checks(enabled: bool = True) -> Iterator[None]:
   The switch is read at *trace* time: a function already traced and cached by
   ``jax.jit`` without checks keeps running without them.
 
+  Args:
+    enabled: ``False`` turns the checks off inside an enclosing ``value_checks()``.
+
+  Yields:
+    Nothing; the checks are on for the body of the ``with`` statement.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
@@ -255,6 +261,12 @@ def checked(fn: _F) -> _F:
   ``fn`` is functionalised with :func:`jax.experimental.checkify.checkify`, so
   it may be (or contain) a jitted function. A failed check raises
   ``JaxRuntimeError`` (a ``ValueError``) carrying the check's message.
+
+  Args:
+    fn: any function of arrays, jitted or not, that calls jaxloss losses.
+
+  Returns:
+    A function with ``fn``'s signature and outputs that raises on a failed check.
 
   Examples:
     >>> import jax, jax.numpy as jnp

@@ -56,6 +56,15 @@ def class_pixel_counts(
   count NaN, so it can never be dropped unnoticed; :func:`jaxloss.checked`
   names it.
 
+  Args:
+    labels: integer label maps ``[B, ...]``, one image per index of axis 0.
+    num_classes: the number of classes ``C`` (static).
+    ignore_index: optional label left out of every count.
+    axis_name: optional mapped axis to ``psum`` the counts over.
+
+  Returns:
+    :class:`ClassCounts` with two ``[C]`` float32 arrays.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
@@ -138,6 +147,12 @@ def inverse_frequency_weights(counts: ClassCounts) -> jax.Array:
   present; absent classes get 0. This is scikit-learn's
   ``compute_class_weight("balanced", ...)``; the pixel-weighted mean weight is 1.
 
+  Args:
+    counts: :class:`ClassCounts` from :func:`class_pixel_counts`.
+
+  Returns:
+    ``[C]`` float32 class weights.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
@@ -160,6 +175,13 @@ def effective_number_weights(counts: ClassCounts, *, beta: float = 0.999) -> jax
   normalised so the weights of the ``K`` present classes sum to ``K``;
   absent classes get 0. :math:`\beta^{n}` is evaluated as
   :math:`\exp(n \log\beta)`, accurate for pixel counts in the millions.
+
+  Args:
+    counts: :class:`ClassCounts` from :func:`class_pixel_counts`.
+    beta: :math:`\beta \in [0, 1)`; 0 gives equal weights, towards 1 inverse frequency.
+
+  Returns:
+    ``[C]`` float32 class weights.
 
   Examples:
     >>> import jax.numpy as jnp

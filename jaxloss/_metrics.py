@@ -90,6 +90,16 @@ def confusion_matrix(
   ``labels`` check of the losses applies (mask ``ignore_index`` pixels with
   ``where``).
 
+  Args:
+    predicted_labels: integer predictions (e.g. ``argmax`` of the logits).
+    labels: integer true labels, the shape of ``predicted_labels``.
+    num_classes: the number of classes ``C`` (static).
+    where: optional boolean mask of the elements to count.
+    axis_name: optional mapped axis to ``psum`` the matrix over.
+
+  Returns:
+    ``[C, C]`` int32 counts, rows true classes, columns predictions.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
@@ -132,6 +142,13 @@ def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   A class absent from both predictions and targets has no IoU: it is reported
   as 0 (never NaN) and left out of :func:`mean_iou`.
 
+  Args:
+    confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
+      :func:`confusion_matrix` (counts, possibly summed over batches).
+
+  Returns:
+    ``[C]`` float32 IoUs.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
@@ -146,6 +163,13 @@ def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
 def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Per-class Dice (F1) ``2 TP / (2 TP + FP + FN)``; 0 for classes absent from both.
 
+  Args:
+    confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
+      :func:`confusion_matrix` (counts, possibly summed over batches).
+
+  Returns:
+    ``[C]`` float32 Dice scores.
+
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
@@ -159,6 +183,13 @@ def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
 
 def mean_iou(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Mean IoU over the classes present in predictions or targets.
+
+  Args:
+    confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
+      :func:`confusion_matrix` (counts, possibly summed over batches).
+
+  Returns:
+    A float32 scalar; 0 when no class is present.
 
   Examples:
     >>> import jax.numpy as jnp

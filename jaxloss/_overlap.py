@@ -143,10 +143,24 @@ def reduce_overlap(loss, sums: OverlapSums, *, class_weights, include_background
   return reduce_weighted(wl, w, m, reduction, None if sums.batch_reduced else axis_name)
 
 
-def _with_common_args(fn):
-  """Fills the shared ``Args``/``Returns`` text into a docstring's ``{common_args}``."""
-  fn.__doc__ = fn.__doc__.replace("{common_args}", _COMMON_ARGS.strip("\n").lstrip())
-  return fn
+_SQUARED_ARG = "``True`` sums squares in the denominator (V-Net, MONAI ``squared_pred``)."
+
+
+def _with_common_args(**own_args: str):
+  """Fills the shared ``Args``/``Returns`` into a docstring's ``{common_args}``.
+
+  ``own_args`` (name -> description) are the loss's own options, listed after
+  ``labels``.
+  """
+  own = "".join(f"    {name}: {text}\n" for name, text in own_args.items())
+  text = _COMMON_ARGS.strip("\n").lstrip()
+  text = text.replace("\n    axis: ", f"\n{own}    axis: ", 1)
+
+  def decorate(fn):
+    fn.__doc__ = fn.__doc__.replace("{common_args}", text)
+    return fn
+
+  return decorate
 
 
 def _check_smooth(smooth) -> None:
@@ -182,7 +196,7 @@ _COMMON_ARGS = """
 """
 
 
-@_with_common_args
+@_with_common_args(squared=_SQUARED_ARG)
 def dice_loss(
     predictions: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
@@ -232,7 +246,7 @@ def dice_loss(
                         reduction=reduction, axis_name=axis_name)
 
 
-@_with_common_args
+@_with_common_args(squared=_SQUARED_ARG)
 def jaccard_loss(
     predictions: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
@@ -280,7 +294,10 @@ def jaccard_loss(
                         reduction=reduction, axis_name=axis_name)
 
 
-@_with_common_args
+@_with_common_args(
+    alpha="weight of the false positives (MONAI and optax convention).",
+    beta="weight of the false negatives; ``alpha = beta = 0.5`` is Dice.",
+    gamma="focal exponent of ``1 - T`` (1: plain Tversky; must be > 0).")
 def tversky_loss(
     predictions: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
@@ -311,9 +328,6 @@ def tversky_loss(
   is Dice. **Keras ≤ 3.15 swaps them**: its ``Tversky(alpha=a, beta=b)``
   weights false *negatives* by ``a``. Focal Tversky (Abraham & Khan 2019)
   writes :math:`(1-T)^{1/\gamma'}`; pass ``gamma = 1/γ'``.
-
-  Tversky's own options: ``alpha`` weights false positives, ``beta`` false
-  negatives, ``gamma`` is the focal exponent (1: plain Tversky).
 
   {common_args}
   Examples:
@@ -370,6 +384,28 @@ def generalized_dice_loss(
   Equals MONAI ``GeneralizedDiceLoss(w_type=weight_type, smooth_nr=s,
   smooth_dr=s, batch=...)``. ``reduction="none"`` returns one loss per group
   (``[B]``, or a scalar per batch); ``weights``/``where`` act on groups.
+
+  Args:
+    predictions: probabilities, or logits with ``activation``; ``[B, ..., C]``.
+    labels: integer class ids (shape without ``axis``) or one-hot / multi-hot
+      maps (shape of ``predictions``).
+    weight_type: ``"square"``, ``"simple"`` or ``"uniform"`` class weights :math:`w_c`.
+    axis: the class axis.
+    activation: ``None`` (probabilities), ``"softmax"`` or ``"sigmoid"``.
+    reduce_axes: axes summed into one group; default every axis but the batch
+      axis 0 and ``axis`` (one loss per image). Include 0 for one loss over the
+      batch (MONAI ``batch=True``).
+    include_background: False leaves class 0 out, as MONAI does.
+    smooth: added to numerator and denominator.
+    weights: optional weights of the per-group losses (``[B]`` per image).
+    where: optional mask of the per-group losses.
+    ignore_index: integer label whose pixels leave every sum.
+    reduction: see :func:`jaxloss.reduce_loss`, over the groups.
+    axis_name: mapped axis to ``psum`` over: the sums of a batch-level loss,
+      else the reduction.
+
+  Returns:
+    The reduced loss, or the per-group losses for ``"none"``.
 
   Examples:
     >>> import jax.numpy as jnp

@@ -29,3 +29,24 @@ def test_readme_catalogue_names_every_public_function():
   catalogue = catalogue[:catalogue.index("\n## ", 1)]
   named = set(re.findall(r"`(\w+)`", catalogue))
   assert set(jaxloss.__all__) - DOCUMENTED_ELSEWHERE - {"ClassCounts"} <= named
+
+
+def _documented_args(doc: str) -> set[str]:
+  if "Args:" not in doc:
+    return set()
+  block = re.split(r"\n(?:Returns|Yields|Raises|Examples|References):", doc.split("Args:")[1])[0]
+  return set(re.findall(r"^  (\w+)(?: \([^)]*\))?:", block, re.M))
+
+
+def test_every_parameter_of_every_public_function_is_documented():
+  problems = {}
+  for name in jaxloss.__all__:
+    obj = getattr(jaxloss, name)
+    if not callable(obj) or isinstance(obj, type):
+      continue
+    params = set(inspect.signature(obj).parameters)
+    documented = _documented_args(inspect.getdoc(obj) or "")
+    if params != documented:
+      problems[name] = {"undocumented": sorted(params - documented),
+                        "not parameters": sorted(documented - params)}
+  assert not problems
