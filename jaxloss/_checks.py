@@ -89,11 +89,70 @@ def bool_input(name: str, x: jax.typing.ArrayLike) -> jax.Array:
 
 
 def integer_input(name: str, x: jax.typing.ArrayLike) -> jax.Array:
-  """``jnp.asarray(x)``, requiring an integer dtype (class ids)."""
+  """``jnp.asarray(x)``, requiring integer (or bool) class ids, widened (see :func:`widen_labels`)."""
   x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.integer):
+  if not (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_):
     raise TypeError(f"`{name}` must hold integer class ids; got {_describe(x)}.")
-  return x
+  return widen_labels(x)
+
+
+def is_class_ids(y: jax.Array) -> bool:
+  """Whether ``y`` holds class ids (any integer dtype, or bool) rather than probabilities."""
+  return bool(jnp.issubdtype(y.dtype, jnp.integer) or y.dtype == jnp.bool_)
+
+
+def widen_labels(y: jax.Array) -> jax.Array:
+  """Class ids in a dtype wide enough for every index computation.
+
+  bool, int8/16 and uint8/16 labels become int32 *before* any comparison,
+  subtraction or index arithmetic (a uint8 ``19 * 20 + 19`` wraps; ``-100 ==
+  uint8_label`` overflows), so every integer dtype gives identical results.
+  uint32 becomes int64 under x64; without x64 it becomes int32, where a value
+  above 2**31 turns negative and is therefore still an *invalid* label, never a
+  valid one.
+  """
+  if y.dtype == jnp.bool_ or (jnp.issubdtype(y.dtype, jnp.integer) and y.dtype.itemsize < 4):
+    return y.astype(jnp.int32)
+  if y.dtype == jnp.uint32 or y.dtype == jnp.uint64:
+    return y.astype(jax.dtypes.canonicalize_dtype(jnp.int64))
+  return y
+
+
+def check_ignore_index(ignore_index: Any) -> int | None:
+  """``ignore_index`` is ``None`` or a Python/NumPy integer (any value, inside or outside [0, C))."""
+  if ignore_index is None:
+    return None
+  if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+    raise TypeError(f"`ignore_index` must be None or a Python int; got {ignore_index!r}.")
+  return int(ignore_index)
+
+
+def invalid_labels(y: jax.Array, num_classes: int, ignore_index: int | None = None) -> jax.Array:
+  """True where a (widened) class id lies outside ``[0, num_classes)`` and is not ignored."""
+  bad = (y < 0) | (y >= num_classes)
+  if ignore_index is not None:
+    bad = bad & (y != ignore_index)
+  return bad
+
+
+def check_num_classes(name: str, num_classes: Any) -> int:
+  """A static class count ``>= 1`` (a Python int), or a ValueError naming ``name``."""
+  if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+    raise TypeError(f"`{name}` must be a Python int; got {num_classes!r}.")
+  if num_classes < 1:
+    raise ValueError(f"`{name}` must be >= 1; got {num_classes}.")
+  return int(num_classes)
+
+
+def check_axis_size(name: str, x: jax.Array, axis: int, what: str, minimum: int = 1) -> int:
+  """The static size of ``x``'s ``axis``; a ValueError naming the axis when below ``minimum``."""
+  size = x.shape[axis]
+  if size < minimum:
+    raise ValueError(
+        f"`{name}` has shape {tuple(x.shape)}: its {what} (axis {axis}) has size {size}; "
+        f"expected at least {minimum}."
+    )
+  return size
 
 
 # --------------------------------------------------------------------------- options
@@ -106,13 +165,57 @@ def check_reduction(reduction: str) -> str:
 
 
 def check_static_positive(name: str, value: Any) -> None:
-  """Raises if ``value`` is a concrete number that is not > 0 (traced values pass)."""
+  """Raises if ``value`` is not a scalar, or a concrete number that is not finite and > 0."""
+  scalar_option(name, value, low=0.0, low_inclusive=False)
+
+
+def scalar_option(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    allow_inf: bool = False,
+) -> Any:
+  """Checks a scalar option (``delta``, ``gamma``, ``smooth``, ``temperature`` ...).
+
+  * An array with any axis raises ``ValueError``: a ``[3]`` ``delta`` would
+    otherwise broadcast silently into per-column behaviour.
+  * A concrete value that is NaN, infinite (unless ``allow_inf``) or outside
+    ``[low, high]`` raises ``ValueError`` naming ``name``.
+  * A traced value (an option under ``jit`` or ``grad``) passes unchecked.
+
+  Returns ``value`` unchanged.
+  """
+  shape = np.shape(value)
+  if shape != ():
+    raise ValueError(f"`{name}` must be a scalar; got an array of shape {tuple(shape)}.")
+  if value is None or isinstance(value, (str, bytes)):
+    raise TypeError(f"`{name}` must be a real number; got {value!r}.")
   try:
     concrete = float(value)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return
-  if not concrete > 0:
-    raise ValueError(f"`{name}` must be > 0; got {value!r}.")
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+    return value
+  except TypeError as e:
+    raise TypeError(f"`{name}` must be a real number; got {value!r}.") from e
+  if np.isnan(concrete):
+    raise ValueError(f"`{name}` must be a number; got NaN.")
+  if np.isinf(concrete) and not allow_inf:
+    raise ValueError(f"`{name}` must be finite; got {concrete}.")
+  too_low = low is not None and (concrete < low if low_inclusive else concrete <= low)
+  too_high = high is not None and (concrete > high if high_inclusive else concrete >= high)
+  if too_low or too_high:
+    if high is None:
+      expected = f"{'>=' if low_inclusive else '>'} {low:g}"
+    elif low is None:
+      expected = f"{'<=' if high_inclusive else '<'} {high:g}"
+    else:
+      lo = ("[" if low_inclusive else "(") + f"{low:g}"
+      expected = f"lie in {lo}, {high:g}" + ("]" if high_inclusive else ")")
+    raise ValueError(f"`{name}` must be {expected}; got {value!r}.".replace("be lie", "lie"))
+  return value
 
 
 def normalize_axis(name: str, axis: int, ndim: int) -> int:
@@ -204,7 +307,13 @@ def weights_and_mask(
   if where is not None:
     m = align_to_loss("where", bool_input("where", where), shape, what)
   if w is not None:
+    check_finite("weights", w, where=m)
     check_nonnegative("weights", w, where=m)
+    if m is not None:
+      # Masked weights leave the arithmetic here, once for every loss: a NaN or inf
+      # weight under the mask then has zero value and zero gradient (double-where:
+      # the select's transpose sends 0 to the masked entries).
+      w = jnp.where(m, w, jnp.zeros((), dtype))
   return w, m
 
 

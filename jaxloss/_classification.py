@@ -52,10 +52,13 @@ def prepare_class_inputs(
   if x.ndim == 0:
     raise ValueError(f"`{name}` must have a class axis; got a scalar.")
   ax = _checks.normalize_axis("axis", axis, x.ndim)
-  num_classes = x.shape[ax]
+  num_classes = _checks.check_axis_size(name, x, ax, "class axis")
   elem_shape = x.shape[:ax] + x.shape[ax + 1:]
-  is_int = jnp.issubdtype(y.dtype, jnp.integer)
+  ignore_index = _checks.check_ignore_index(ignore_index)
+  # bool labels of the element shape are class ids 0/1; of the logits' shape, one-hot.
+  is_int = _checks.is_class_ids(y) and not (y.dtype == jnp.bool_ and y.shape == x.shape)
   if is_int:
+    y = _checks.widen_labels(y)
     if y.shape != elem_shape:
       raise ValueError(
           f"integer `labels` has shape {tuple(y.shape)}; expected {elem_shape}, the shape of "
@@ -150,7 +153,9 @@ def _take_label(x: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
   """
   c = x.shape[axis]
   if c > _UNROLL_MAX_CLASSES:
-    idx = jnp.expand_dims(labels, axis)
+    # A negative index would wrap around (NumPy semantics, even with mode="fill"):
+    # send every invalid label to C, past the end, where the fill gives NaN.
+    idx = jnp.expand_dims(jnp.where(labels < 0, c, labels), axis)
     taken = jnp.take_along_axis(x, idx, axis=axis, mode="fill", fill_value=jnp.nan)
     return jnp.squeeze(taken, axis)
   zero = jnp.zeros((), x.dtype)
@@ -158,6 +163,16 @@ def _take_label(x: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
             for k in range(c)]
   valid = (labels >= 0) & (labels < c)
   return jnp.where(valid, functools.reduce(jnp.add, picked), jnp.nan)
+
+
+def take_class(values: jax.Array, labels: jax.Array) -> jax.Array:
+  """``values[labels]`` for a ``[C]`` vector; NaN for a label outside ``[0, C)``.
+
+  ``jnp.take`` wraps negative indices even with ``mode="fill"``, so they are sent
+  past the end first: an invalid label is never read as class ``C + label``.
+  """
+  idx = jnp.where(labels < 0, values.shape[0], labels)
+  return jnp.take(values, idx, mode="fill", fill_value=jnp.nan)
 
 
 def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
@@ -178,14 +193,24 @@ def _ce_int(x, labels, cw_y, cw, axis, eps, dtype):
   return _ce_int_fwd(x, labels, cw_y, cw, axis, eps, dtype)[0]
 
 
+def _half_neg_logp(x: jax.Array, lse: jax.Array, axis: int) -> jax.Array:
+  """(lse − x) / 2, formed as lse/2 − x/2: finite for every pair of finite floats.
+
+  At the float32 range limit lse − x itself overflows (3e38 − (−3e38)), while
+  a coefficient times it is often representable (ε/C · 6e38), and a zero
+  coefficient times inf would be NaN. Callers scale the halves, then double.
+  """
+  return 0.5 * jnp.expand_dims(lse, axis) - 0.5 * x
+
+
 def _smoothing_terms(x, lse, cw, axis, eps):
   """(ε/C) Σ_c cw_c (lse − x_c) and (ε/C) Σ_c cw_c; cw=None means all ones."""
   c = x.shape[axis]
-  neg_logp = jnp.expand_dims(lse, axis) - x
+  half = _half_neg_logp(x, lse, axis)
   if cw is None:
-    return (eps / c) * _class_sum(neg_logp, axis), jnp.asarray(eps, x.dtype)
+    return 2 * _class_sum((eps / c) * half, axis), jnp.asarray(eps, x.dtype)
   cwb = jnp.expand_dims(cw, tuple(i for i in range(x.ndim) if i != axis))
-  return (eps / c) * _class_sum(cwb * neg_logp, axis), (eps / c) * jnp.sum(cw)
+  return 2 * _class_sum(((eps / c) * cwb) * half, axis), (eps / c) * jnp.sum(cw)
 
 
 def _ce_int_fwd(x_in, labels, cw_y, cw, axis, eps, dtype):
@@ -224,7 +249,7 @@ def _ce_int_bwd(axis, eps, dtype, res, g):
     dcw = jnp.zeros_like(cw)
     if eps:
       axes = tuple(i for i in range(x.ndim) if i != axis)
-      dcw = (eps / x.shape[axis]) * jnp.sum(ge * (lse_c - x), axis=axes)
+      dcw = 2 * jnp.sum(((eps / x.shape[axis]) * ge) * _half_neg_logp(x, lse, axis), axis=axes)
   return dx.astype(x_in.dtype), None, dcw_y, match_vma(dcw, cw)
 
 
@@ -251,24 +276,26 @@ def _coefficients(y, cw, axis, eps):
 def _ce_prob_fwd(x_in, y, cw, axis, eps, dtype):
   x = x_in.astype(dtype)
   lse = _logsumexp(x, axis)
-  loss = _class_sum(_coefficients(y, cw, axis, eps) * (jnp.expand_dims(lse, axis) - x), axis)
+  # a·(lse − x) as 2·(a·(lse/2 − x/2)): a zero coefficient never meets an overflowed inf.
+  loss = 2 * _class_sum(_coefficients(y, cw, axis, eps) * _half_neg_logp(x, lse, axis), axis)
   return loss, (x_in, y, cw, lse)
 
 
 def _ce_prob_bwd(axis, eps, dtype, res, g):
   x_in, y, cw, lse = res
   x = x_in.astype(dtype)
+  half = _half_neg_logp(x, lse, axis)
   lse = jnp.expand_dims(lse, axis)
   a = _coefficients(y, cw, axis, eps)
   ge = jnp.expand_dims(g, axis)
   dx = ge * (jnp.expand_dims(_class_sum(a, axis), axis) * jnp.exp(x - lse) - a)
-  dy = ge * (1 - eps) * (lse - x)
+  dy = 2 * ((ge * (1 - eps)) * half)
   if cw is not None:
     cwb = jnp.expand_dims(cw, tuple(i for i in range(y.ndim) if i != axis))
     dy = dy * cwb
     axes = tuple(i for i in range(x.ndim) if i != axis)
     ys = y if not eps else (1 - eps) * y + eps / y.shape[axis]
-    dcw = jnp.sum(ge * ys * (lse - x), axis=axes)
+    dcw = 2 * jnp.sum((ge * ys) * half, axis=axes)
   else:
     dcw = None
   return dx.astype(x_in.dtype), dy, match_vma(dcw, cw)
@@ -328,11 +355,21 @@ def softmax_cross_entropy(
   The value and gradient are a hand-written ``custom_vjp``: the backward pass is
   :math:`g_i (A_i p_i - a_i)` with :math:`a_{ik} = c_k y'_{ik}`,
   :math:`A_i = \sum_k a_{ik}`, and keeps only one log-sum-exp per element.
+  Reverse mode only (a hand-written ``custom_vjp``): ``jax.jvp``,
+  ``jax.jacfwd`` and ``jax.hessian`` raise JAX's ``TypeError``; use
+  ``jax.jacrev(jax.jacrev(f))`` for second derivatives.
+
+  Labels: integer class ids of any integer dtype, or bool (ids 0 and 1), are
+  widened before any index arithmetic, so uint8 label maps give exactly the
+  int32 result. Every term :math:`a (\mathrm{lse} - x)` is formed as
+  :math:`2\,a\,(\mathrm{lse}/2 - x/2)`, so logits at the float32 range limit
+  (±3e38) give finite values wherever the result is representable, and a zero
+  target probability never meets an overflowed difference.
 
   Args:
     logits: unnormalised scores with a class axis.
-    labels: integer class ids (shape of ``logits`` without ``axis``) or
-      probabilities/one-hot (shape of ``logits``).
+    labels: integer (or bool) class ids (shape of ``logits`` without ``axis``)
+      or probabilities/one-hot (shape of ``logits``).
     axis: the class axis of ``logits``.
     class_weights: optional ``[C]`` non-negative weights, e.g.
       :func:`jaxloss.median_frequency_weights`.
@@ -356,8 +393,7 @@ def softmax_cross_entropy(
     ...     logits, labels, class_weights=cw, reduction="weighted_mean")), 4)
     1.2751
   """
-  if not 0.0 <= label_smoothing <= 1.0:
-    raise ValueError(f"`label_smoothing` must lie in [0, 1]; got {label_smoothing!r}.")
+  _checks.scalar_option("label_smoothing", label_smoothing, low=0.0, high=1.0)
   t = prepare_class_inputs(
       logits, labels, axis=axis, class_weights=class_weights, weights=weights, where=where,
       ignore_index=ignore_index, reduction=reduction)
@@ -367,7 +403,7 @@ def softmax_cross_entropy(
     # gathered logit and class weight are NaN (mode="fill"), so the loss is NaN.
     cw_y = None
     if t.class_weights is not None:
-      cw_y = jnp.take(t.class_weights, t.labels, mode="fill", fill_value=jnp.nan)
+      cw_y = take_class(t.class_weights, t.labels)
     loss = _ce_int(t.logits, t.labels, cw_y, t.class_weights, t.axis, eps, t.dtype)
     label_weight = cw_y
   else:
@@ -396,6 +432,7 @@ def class_breakdown(
     num_classes: int,
     *,
     where: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
     axis_name: str | None = None,
 ) -> jax.Array:
   r"""Mean per-element loss over the elements of each true class.
@@ -406,18 +443,23 @@ def class_breakdown(
 
   Log this next to the mean loss: a rare class that fails stands out here
   while it vanishes in the mean. Pass the ``reduction="none"`` output of a
-  loss as ``losses``. Labels outside ``[0, num_classes)`` (e.g. an
-  ``ignore_index``) belong to no class; mask them with ``where`` to say so.
+  loss as ``losses``. Elements with ``where=False`` or ``labels ==
+  ignore_index`` are left out (≡ slicing them away). An unmasked label
+  outside ``[0, num_classes)`` that is not ``ignore_index`` belongs to no
+  class and is never silently dropped: it makes every entry NaN, the rule of
+  the losses and of :func:`jaxloss.confusion_matrix`.
 
   Args:
     losses: per-element losses, the shape of ``labels``.
-    labels: integer class ids.
-    num_classes: the number of classes ``C`` (static).
+    labels: integer (or bool) class ids, any integer dtype.
+    num_classes: the number of classes ``C`` (static, ``>= 1``).
     where: optional boolean mask over elements.
+    ignore_index: optional label whose elements are left out.
     axis_name: optional mapped axis name to ``psum`` the sums over.
 
   Returns:
-    ``[num_classes]`` float32 per-class mean losses, 0 for absent classes.
+    ``[num_classes]`` float32 per-class mean losses, 0 for absent classes,
+    NaN everywhere when an unmasked label is invalid.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -427,6 +469,8 @@ def class_breakdown(
     >>> [round(v, 4) for v in jaxloss.class_breakdown(losses, labels, 4).tolist()]
     [0.2, 0.0, 2.0, 0.0]
   """
+  num_classes = _checks.check_num_classes("num_classes", num_classes)
+  ignore_index = _checks.check_ignore_index(ignore_index)
   l = _checks.float_input("losses", losses)
   y = _checks.integer_input("labels", labels)
   if l.shape != y.shape:
@@ -434,13 +478,21 @@ def class_breakdown(
                      f"{tuple(y.shape)}.")
   dtype = _checks.compute_dtype(l)
   _, m = _checks.weights_and_mask(None, where, y.shape, dtype)
+  _checks.check_labels_in_range("labels", y, num_classes, ignore_index, where=m)
+  if ignore_index is not None:
+    keep = y != ignore_index
+    m = keep if m is None else jnp.logical_and(m, keep)
+  _checks.check_finite("losses", l, where=m)
   l = l.astype(dtype)
   hit = _iota_eq(y, y.shape + (num_classes,), y.ndim)
+  bad = _checks.invalid_labels(y, num_classes, ignore_index)
   if m is not None:
     hit = jnp.logical_and(hit, m[..., None])
+    bad = jnp.logical_and(bad, m)
   axes = tuple(range(y.ndim))
   total = jnp.sum(jnp.where(hit, l[..., None], jnp.zeros((), dtype)), axis=axes)
   count = jnp.sum(hit, axis=axes, dtype=dtype)
+  n_bad = jnp.sum(bad, dtype=dtype)
   if axis_name is not None:
-    total, count = lax.psum((total, count), axis_name)
-  return safe_div(total, count)
+    total, count, n_bad = lax.psum((total, count, n_bad), axis_name)
+  return jnp.where(n_bad > 0, jnp.nan, safe_div(total, count))

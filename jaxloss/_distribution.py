@@ -62,6 +62,14 @@ def _abs_pow(d: jax.Array, r: float) -> jax.Array:
 
 def _emd_fwd(p, q, coef, axis, r, static_coef):
   cdf = list(itertools.accumulate(_slices(p - q, axis)))
+  big = None
+  if r not in (1, 2):
+    # |Δ|^r underflows for a large r (0.3^200 = 0 in float32) and the loss would read 0.
+    # Scale by M = max_k |Δ_k|: E = M·(Σ c_k |Δ_k/M|^r)^(1/r), while ∂E/∂Δ_k has the
+    # same form in u = Δ/M (the powers of M cancel), so only the value is rescaled.
+    big = functools.reduce(jnp.maximum, [jnp.abs(dk) for dk in cdf])
+    inv = jnp.where(big > 0, 1 / jnp.where(big > 0, big, 1), 0)
+    cdf = [dk * inv for dk in cdf]
   # Evenly spaced bins: one compile-time coefficient 1/N, factored out of the sums.
   uniform = static_coef is not None and len(set(static_coef)) == 1
   c = [1.0] * len(cdf) if uniform else (
@@ -90,6 +98,8 @@ def _emd_fwd(p, q, coef, axis, r, static_coef):
     dcdf = [ck * dk for ck, dk in zip(c, dcdf, strict=True)]
   # ∂E/∂p_j = Σ_{k≥j} ∂E/∂Δ_k: a reversed prefix sum.
   grad = list(itertools.accumulate([scale * d for d in dcdf[::-1]]))[::-1]
+  if big is not None:
+    emd = big * emd
   return emd, (jnp.stack(grad, axis=axis), coef)
 
 
@@ -125,7 +135,10 @@ def earth_mover_distance(
     \mathrm{EMD}_r(p, q) = \Big(\frac1N \sum_{k=1}^{N} |\Delta_k|^r\Big)^{1/r}
 
   then :func:`jaxloss.reduce_loss` over the examples. ``r = 2`` is NIMA's
-  training loss; any ``r >= 1`` is allowed.
+  training loss; any ``r >= 1`` is allowed, and ``r = math.inf`` is the
+  limit, the sup-norm :math:`\max_k |\Delta_k|` (the Kolmogorov–Smirnov
+  statistic; with ``bin_positions`` the max runs over the bins of positive
+  gap). NaN and non-numbers are refused.
 
   **Uneven bins.** With ``bin_positions`` :math:`s_1 < \dots < s_N`, each
   :math:`|\Delta_k|^r` for ``k < N`` is weighted by :math:`g_k / \bar g`, its
@@ -144,6 +157,9 @@ def earth_mover_distance(
   \mathrm{sign}(\Delta_k)` times :math:`\mathrm{EMD}^{1-r}`, and the backward
   pass only scales it. It is finite everywhere and defined as 0 at
   ``predictions == targets``, where the root is not differentiable.
+  Reverse mode only for finite ``r`` (a hand-written ``custom_vjp``):
+  ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise JAX's ``TypeError``;
+  use ``jax.jacrev(jax.jacrev(f))`` for second derivatives.
 
   Equals (p, q normalised, bins 1..N):
 
@@ -154,9 +170,9 @@ def earth_mover_distance(
   Args:
     predictions: probabilities (or logits, see ``activation``) over ordered bins.
     targets: target probabilities, the shape of ``predictions``.
-    r: the norm's order, ``r >= 1`` (static).
+    r: the norm's order, ``r >= 1`` or ``math.inf`` (static).
     axis: the bin axis.
-    bin_positions: optional ``[N]`` increasing bin positions.
+    bin_positions: optional ``[N]`` increasing bin positions (``N >= 2``).
     activation: ``None`` or ``"softmax"``.
     weights: optional per-example weights (see :func:`jaxloss.reduce_loss`).
     where: optional boolean mask over examples.
@@ -174,8 +190,8 @@ def earth_mover_distance(
     >>> round(float(jaxloss.earth_mover_distance(p, q)), 4)
     0.1732
   """
-  if not (isinstance(r, (int, float)) and r >= 1):
-    raise ValueError(f"`r` must be a Python number >= 1; got {r!r}.")
+  if isinstance(r, bool) or not (isinstance(r, (int, float)) and r >= 1):
+    raise ValueError(f"`r` must be a Python number >= 1 (or math.inf); got {r!r}.")
   if activation not in (None, "softmax"):
     raise ValueError(f"`activation` must be None or 'softmax'; got {activation!r}.")
   x = _checks.float_input("predictions", predictions)
@@ -187,7 +203,8 @@ def earth_mover_distance(
   if x.ndim == 0:
     raise ValueError("`predictions` must have a bin axis; got a scalar.")
   ax = _checks.normalize_axis("axis", axis, x.ndim)
-  n = x.shape[ax]
+  n = _checks.check_axis_size("predictions", x, ax, "bin axis",
+                              minimum=1 if bin_positions is None else 2)
   elem_shape = x.shape[:ax] + x.shape[ax + 1:]
   dtype = _checks.compute_dtype(x, q)
   w, m = _checks.weights_and_mask(weights, where, elem_shape, dtype)
@@ -204,5 +221,12 @@ def earth_mover_distance(
   _checks.check_finite("predictions", p, where=mc)
   static_coef = tuple(float(c) for c in coef) if isinstance(coef, np.ndarray) else None
   coef = lax.stop_gradient(jnp.asarray(coef, dtype))
-  loss = _emd(p, q, coef, ax, float(r), static_coef)
+  if r == float("inf"):
+    # The limit r → ∞ of (Σ c_k |Δ_k|^r)^(1/r) is max |Δ_k| over the bins with c_k > 0
+    # (Kolmogorov–Smirnov). A max has a plain autodiff gradient (forward mode too).
+    delta = jnp.cumsum(p - q, axis=ax)
+    live = jnp.expand_dims(coef > 0, tuple(i for i in range(x.ndim) if i != ax))
+    loss = jnp.max(jnp.where(live, jnp.abs(delta), jnp.zeros((), dtype)), axis=ax)
+  else:
+    loss = _emd(p, q, coef, ax, float(r), static_coef)
   return reduce_elements(loss, w, m, reduction, axis_name)

@@ -275,7 +275,7 @@ def _propel(outputs, targets, sigma, mixture_logits, gt_normalization, weights, 
     raise ValueError(f"`gt_normalization` must be one of {GT_NORMALIZATIONS}; "
                      f"got {gt_normalization!r}.")
   d = _split("outputs", x)
-  num = x.shape[-2]
+  num = _checks.check_axis_size("outputs", x, x.ndim - 2, "mixture-component axis I")
   batch = tuple(x.shape[:-2])
   if tuple(y.shape) != batch + (d,):
     raise ValueError(f"`targets` has shape {tuple(y.shape)}; expected {batch + (d,)}: the batch "

@@ -43,6 +43,10 @@ def reduce_elements(
   loss itself must also keep masked *inputs* out of its arithmetic, which each
   loss does before calling this).
   """
+  if where is not None:
+    # Masked losses leave before they meet a weight: w·NaN would send NaN to the
+    # gradient of w (and 0·NaN to the loss's inputs) even under the outer select.
+    losses = jnp.where(where, losses, jnp.zeros((), losses.dtype))
   weighted = losses if weights is None else weights * losses
   return reduce_weighted(weighted, weights, where, reduction, axis_name)
 
@@ -129,7 +133,11 @@ def _full_sum(terms: jax.Array | None, shape: tuple[int, ...], dtype: jnp.dtype)
   full = _checks.static_size(shape)
   if terms is None:
     return jnp.asarray(full, dtype)
-  return jnp.sum(terms, dtype=dtype) * jnp.asarray(full // _checks.static_size(terms.shape), dtype)
+  size = _checks.static_size(terms.shape)
+  if full == 0 or size == 0:
+    # An empty batch: nothing to sum, and the documented zero-denominator rule applies.
+    return jnp.sum(terms, dtype=dtype) * jnp.zeros((), dtype)
+  return jnp.sum(terms, dtype=dtype) * jnp.asarray(full // size, dtype)
 
 
 def reduce_loss(
@@ -206,5 +214,6 @@ def reduce_loss(
   _checks.check_reduction(reduction)
   dtype = _checks.compute_dtype(l)
   w, m = _checks.weights_and_mask(weights, where, l.shape, dtype)
+  _checks.check_finite("losses", l, where=m)
   l = l.astype(dtype)
   return reduce_elements(l, w, m, reduction, axis_name)

@@ -122,6 +122,8 @@ def scores_to_distribution(
     raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
   if not isinstance(num_bins, int) or num_bins < 2:
     raise ValueError(f"`num_bins` must be an int >= 2; got {num_bins!r}.")
+  _checks.scalar_option("low", low)
+  _checks.scalar_option("high", high)
   if not high > low:
     raise ValueError(f"`high` must exceed `low`; got low={low!r}, high={high!r}.")
   x = _checks.real_input("scores", scores)
