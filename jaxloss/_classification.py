@@ -90,6 +90,7 @@ def prepare_class_inputs(
       m = keep if m is None else jnp.logical_and(m, keep)
   else:
     y = y.astype(dtype)
+    _checks.check_finite("labels", y, where=None if m is None else jnp.expand_dims(m, ax))
     _checks.check_probabilities("labels", y, ax, where=m)
     labeled = jnp.any(y != 0, axis=ax)  # an all-zero row is an unlabeled example
     m = labeled if m is None else jnp.logical_and(m, labeled)

@@ -219,6 +219,7 @@ def earth_mover_distance(
     _checks.check_probabilities("predictions", p, ax, where=m)
   _checks.check_probabilities("targets", q, ax, where=m)
   _checks.check_finite("predictions", p, where=mc)
+  _checks.check_finite("targets", q, where=mc)
   static_coef = tuple(float(c) for c in coef) if isinstance(coef, np.ndarray) else None
   coef = lax.stop_gradient(jnp.asarray(coef, dtype))
   if r == float("inf"):

@@ -288,6 +288,8 @@ _REVERSE_ONLY = {
     "softmax_cross_entropy": lambda x: jaxloss.softmax_cross_entropy(x, jnp.array([0, 2])),
     "earth_mover_distance": lambda x: jaxloss.earth_mover_distance(
         x, jnp.full((2, 3), 1 / 3), activation="softmax"),
+    "propel_loss": lambda x: jaxloss.propel_loss(
+        jnp.stack([x, jnp.ones_like(x) + x * x], -1), jnp.zeros((2, 1))),
 }
 
 
@@ -299,3 +301,18 @@ def test_custom_vjp_losses_are_reverse_mode_only_with_a_clear_error(name):
     jax.jvp(f, (x,), (jnp.ones_like(x),))
   hessian = jax.jacrev(jax.jacrev(f))(x)
   assert hessian.shape == (2, 3, 2, 3) and np.all(np.isfinite(hessian))
+
+
+def test_emd_large_order_does_not_underflow_to_zero():
+  p = jnp.array([0.5, 0.25, 0.25])
+  q = jnp.array([0.25, 0.25, 0.5])
+  value, grad = jax.value_and_grad(lambda p: jaxloss.earth_mover_distance(p, q, r=500.0))(p)
+  # Δ = (0.25, 0.25, 0): (2/3 · 0.25^500)^(1/500) = 0.25 · (2/3)^(1/500), far from 0.
+  np.testing.assert_allclose(value, 0.25 * (2 / 3) ** (1 / 500), rtol=1e-5)
+  assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+def test_checked_reports_unmasked_nan_probability_labels():
+  f = jaxloss.checked(lambda y: jaxloss.softmax_cross_entropy(jnp.zeros((2, 2)), y))
+  with pytest.raises(ValueError, match="`labels` contains NaN"):
+    f(jnp.array([[0.5, 0.5], [jnp.nan, 1.0]]))
