@@ -6,6 +6,7 @@ everywhere (see :func:`jaxloss.reduce_loss`).
 """
 
 from jaxloss._binary import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
+from jaxloss._breakdown import class_breakdown as class_breakdown
 from jaxloss._checks import REDUCTIONS as REDUCTIONS
 from jaxloss._checks import checked as checked
 from jaxloss._checks import value_checks as value_checks
@@ -14,7 +15,6 @@ from jaxloss._class_weights import class_pixel_counts as class_pixel_counts
 from jaxloss._class_weights import effective_number_weights as effective_number_weights
 from jaxloss._class_weights import inverse_frequency_weights as inverse_frequency_weights
 from jaxloss._class_weights import median_frequency_weights as median_frequency_weights
-from jaxloss._classification import class_breakdown as class_breakdown
 from jaxloss._classification import softmax_cross_entropy as softmax_cross_entropy
 from jaxloss._compositions import sigmoid_bce_dice_loss as sigmoid_bce_dice_loss
 from jaxloss._compositions import softmax_ce_dice_loss as softmax_ce_dice_loss

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._reduction import reduce_weighted, safe_div
+from jaxloss._reduction import reduce_weighted
 
 
 class ClassTargets(NamedTuple):
@@ -424,76 +424,3 @@ def _reduce(loss, label_weight, t: ClassTargets, reduction, axis_name):
     w = label_weight if w is None else w * label_weight
   wl = loss if t.weights is None else t.weights * loss
   return reduce_weighted(wl, w, t.where, reduction, axis_name)
-
-
-
-def class_breakdown(
-    losses: jax.typing.ArrayLike,
-    labels: jax.typing.ArrayLike,
-    num_classes: int,
-    *,
-    where: jax.typing.ArrayLike | None = None,
-    ignore_index: int | None = None,
-    axis_name: str | None = None,
-) -> jax.Array:
-  r"""Mean per-element loss over the elements of each true class.
-
-  .. math::
-    b_c = \frac{\sum_i m_i [y_i = c]\, l_i}{\sum_i m_i [y_i = c]}, \qquad
-    b_c = 0 \text{ if class } c \text{ has no unmasked element}
-
-  Log this next to the mean loss: a rare class that fails stands out here
-  while it vanishes in the mean. Pass the ``reduction="none"`` output of a
-  loss as ``losses``. Elements with ``where=False`` or ``labels ==
-  ignore_index`` are left out (≡ slicing them away). An unmasked label
-  outside ``[0, num_classes)`` that is not ``ignore_index`` belongs to no
-  class and is never silently dropped: it makes every entry NaN, the rule of
-  the losses and of :func:`jaxloss.confusion_matrix`.
-
-  Args:
-    losses: per-element losses, the shape of ``labels``.
-    labels: integer (or bool) class ids, any integer dtype.
-    num_classes: the number of classes ``C`` (static, ``>= 1``).
-    where: optional boolean mask over elements.
-    ignore_index: optional label whose elements are left out.
-    axis_name: optional mapped axis name to ``psum`` the sums over.
-
-  Returns:
-    ``[num_classes]`` float32 per-class mean losses, 0 for absent classes,
-    NaN everywhere when an unmasked label is invalid.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> import jaxloss
-    >>> losses = jnp.array([0.1, 0.3, 2.0, 0.2])
-    >>> labels = jnp.array([0, 0, 2, 0])
-    >>> [round(v, 4) for v in jaxloss.class_breakdown(losses, labels, 4).tolist()]
-    [0.2, 0.0, 2.0, 0.0]
-  """
-  num_classes = _checks.check_num_classes("num_classes", num_classes)
-  ignore_index = _checks.check_ignore_index(ignore_index)
-  l = _checks.float_input("losses", losses)
-  y = _checks.integer_input("labels", labels)
-  if l.shape != y.shape:
-    raise ValueError(f"`losses` has shape {tuple(l.shape)}; expected the shape of `labels` "
-                     f"{tuple(y.shape)}.")
-  dtype = _checks.compute_dtype(l)
-  _, m = _checks.weights_and_mask(None, where, y.shape, dtype)
-  _checks.check_labels_in_range("labels", y, num_classes, ignore_index, where=m)
-  if ignore_index is not None:
-    keep = y != ignore_index
-    m = keep if m is None else jnp.logical_and(m, keep)
-  _checks.check_finite("losses", l, where=m)
-  l = l.astype(dtype)
-  hit = _iota_eq(y, y.shape + (num_classes,), y.ndim)
-  bad = _checks.invalid_labels(y, num_classes, ignore_index)
-  if m is not None:
-    hit = jnp.logical_and(hit, m[..., None])
-    bad = jnp.logical_and(bad, m)
-  axes = tuple(range(y.ndim))
-  total = jnp.sum(jnp.where(hit, l[..., None], jnp.zeros((), dtype)), axis=axes)
-  count = jnp.sum(hit, axis=axes, dtype=dtype)
-  n_bad = jnp.sum(bad, dtype=dtype)
-  if axis_name is not None:
-    total, count, n_bad = lax.psum((total, count, n_bad), axis_name)
-  return jnp.where(n_bad > 0, jnp.nan, safe_div(total, count))
