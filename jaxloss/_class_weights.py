@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -50,15 +52,20 @@ def class_pixel_counts(
   (not ``ignore_index``) pixels of the images in which each class appears, the
   denominator of SegNet's median frequency balancing. Counts are float32 (exact
   up to 2^24 per call; accumulate batches with ``+``). With ``axis_name`` they
-  are ``psum``-ed over a sharded batch.
+  are ``psum``-ed over a sharded batch. Labels of any integer dtype (or bool)
+  give identical counts; an empty batch (``B = 0``) gives zero counts.
+
+  ``ignore_index`` pixels are left out of *every* count, as if sliced away,
+  even when ``ignore_index`` lies inside ``[0, num_classes)``: they are neither
+  pixels of their class nor labelled pixels of their image.
 
   A label outside ``[0, num_classes)`` that is not ``ignore_index`` makes every
-  count NaN, so it can never be dropped unnoticed; :func:`jaxloss.checked`
-  names it.
+  count NaN, so it can never be dropped unnoticed (the weight estimators then
+  give NaN weights); :func:`jaxloss.checked` names it.
 
   Args:
     labels: integer label maps ``[B, ...]``, one image per index of axis 0.
-    num_classes: the number of classes ``C`` (static).
+    num_classes: the number of classes ``C`` (static, ``>= 1``).
     ignore_index: optional label left out of every count.
     axis_name: optional mapped axis to ``psum`` the counts over.
 
@@ -72,37 +79,51 @@ def class_pixel_counts(
     >>> counts = jaxloss.class_pixel_counts(labels, 3)
     >>> counts.class_pixels.tolist(), counts.image_pixels.tolist()
     ([5.0, 2.0, 1.0], [8.0, 4.0, 4.0])
+    >>> ignored = jaxloss.class_pixel_counts(labels, 3, ignore_index=0)  # class 0 left out
+    >>> ignored.class_pixels.tolist(), ignored.image_pixels.tolist()
+    ([0.0, 2.0, 1.0], [0.0, 2.0, 1.0])
   """
   y = _checks.integer_input("labels", labels)
   if y.ndim < 1:
     raise ValueError(f"`labels` must be [B, ...] with images on axis 0; got shape {y.shape}.")
-  if not isinstance(num_classes, int) or num_classes < 1:
-    raise ValueError(f"`num_classes` must be a positive int; got {num_classes!r}.")
-  _checks.check_labels_in_range("labels", y, num_classes, ignore_index)
-  y = y.reshape(y.shape[0], -1)
+  c = _checks.check_num_classes("num_classes", num_classes)
+  ignore_index = _checks.check_ignore_index(ignore_index)
+  _checks.check_labels_in_range("labels", y, c, ignore_index)
+  y = y.reshape(y.shape[0], _checks.static_size(y.shape[1:]))  # B = 0 has no -1 to infer
   labelled = jnp.ones(y.shape, bool) if ignore_index is None else y != ignore_index
-  hit = lax.broadcasted_iota(y.dtype, y.shape + (num_classes,), 2) == y[..., None]
+  hit = (lax.broadcasted_iota(y.dtype, y.shape + (c,), 2) == y[..., None]) & labelled[..., None]
   per_image = jnp.sum(hit, axis=1, dtype=jnp.float32)  # [B, C]
   image_size = jnp.sum(labelled, axis=1, dtype=jnp.float32)  # [B]
   class_pixels = jnp.sum(per_image, axis=0)
   image_pixels = jnp.sum(jnp.where(per_image > 0, image_size[:, None], 0), axis=0)
-  invalid = jnp.sum(labelled & ((y < 0) | (y >= num_classes)))
-  poison = jnp.where(invalid > 0, jnp.nan, 0).astype(jnp.float32)
+  invalid = jnp.any(_checks.invalid_labels(y, c, ignore_index))
+  poison = jnp.where(invalid, jnp.nan, 0).astype(jnp.float32)
   counts = ClassCounts(class_pixels + poison, image_pixels + poison)
   if axis_name is not None:
     counts = ClassCounts(*lax.psum(tuple(counts), axis_name))
   return counts
 
 
-def _frequencies(counts: ClassCounts, frequency: str) -> tuple[jax.Array, jax.Array]:
+def _counts(counts: ClassCounts) -> tuple[jax.Array, jax.Array]:
   n = _checks.float_input("counts.class_pixels", counts[0]).astype(jnp.float32)
   d = _checks.float_input("counts.image_pixels", counts[1]).astype(jnp.float32)
   if n.ndim != 1 or d.shape != n.shape:
     raise ValueError(f"`counts` must hold two [C] arrays; got shapes {n.shape} and {d.shape}.")
+  _checks.check_axis_size("counts.class_pixels", n, 0, "class axis")
+  return n, d
+
+
+def _poisoned(weights: jax.Array, *counts: jax.Array) -> jax.Array:
+  """NaN weights wherever a count is NaN: poison from the labels is never laundered into 0."""
+  bad = functools.reduce(jnp.logical_or, [jnp.any(jnp.isnan(x)) for x in counts])
+  return jnp.where(bad, jnp.nan, weights)
+
+
+def _frequencies(n: jax.Array, d: jax.Array, frequency: str) -> jax.Array:
   if frequency == "image":
-    return safe_div(n, d), n > 0
+    return safe_div(n, d)
   if frequency == "global":
-    return safe_div(n, jnp.sum(n)), n > 0
+    return safe_div(n, jnp.sum(n))
   raise ValueError(f"`frequency` must be 'image' or 'global'; got {frequency!r}.")
 
 
@@ -116,7 +137,8 @@ def median_frequency_weights(counts: ClassCounts, *, frequency: str = "image") -
   ``frequency="global"`` uses :math:`f_c` = pixels of c over all pixels
   instead. The median is taken over the classes that appear; a class that
   never appears gets weight 0 (no inf, no NaN), which is how a void class gets
-  0.0.
+  0.0. A NaN count (:func:`class_pixel_counts` of an out-of-range label)
+  makes every weight NaN, so a loss weighted by them is NaN, never 0.
 
   Args:
     counts: :class:`ClassCounts` from :func:`class_pixel_counts`.
@@ -132,9 +154,12 @@ def median_frequency_weights(counts: ClassCounts, *, frequency: str = "image") -
     >>> [round(w, 4) for w in jaxloss.median_frequency_weights(counts).tolist()]
     [0.8, 1.0, 2.0, 0.0]
   """
-  f, present = _frequencies(counts, frequency)
+  n, d = _counts(counts)
+  f = _frequencies(n, d, frequency)
+  present = n > 0
   median = jnp.nanmedian(jnp.where(present, f, jnp.nan))
-  return jnp.where(present, safe_div(median, jnp.where(present, f, 1)), 0)
+  w = jnp.where(present, safe_div(median, jnp.where(present, f, 1)), 0)
+  return _poisoned(w, n, d)
 
 
 def inverse_frequency_weights(counts: ClassCounts) -> jax.Array:
@@ -146,6 +171,7 @@ def inverse_frequency_weights(counts: ClassCounts) -> jax.Array:
   with :math:`n_c` the pixels of class c and :math:`K` the number of classes
   present; absent classes get 0. This is scikit-learn's
   ``compute_class_weight("balanced", ...)``; the pixel-weighted mean weight is 1.
+  A NaN count makes every weight NaN.
 
   Args:
     counts: :class:`ClassCounts` from :func:`class_pixel_counts`.
@@ -160,9 +186,12 @@ def inverse_frequency_weights(counts: ClassCounts) -> jax.Array:
     >>> [round(w, 4) for w in jaxloss.inverse_frequency_weights(counts).tolist()]
     [0.6667, 2.0, 0.0]
   """
-  f, present = _frequencies(counts, "global")
+  n, _ = _counts(counts)
+  f = _frequencies(n, None, "global")
+  present = n > 0
   k = jnp.sum(present, dtype=jnp.float32)
-  return jnp.where(present, safe_div(jnp.ones_like(f), k * jnp.where(present, f, 1)), 0)
+  w = jnp.where(present, safe_div(jnp.ones_like(f), k * jnp.where(present, f, 1)), 0)
+  return _poisoned(w, n)
 
 
 def effective_number_weights(counts: ClassCounts, *, beta: float = 0.999) -> jax.Array:
@@ -175,10 +204,12 @@ def effective_number_weights(counts: ClassCounts, *, beta: float = 0.999) -> jax
   normalised so the weights of the ``K`` present classes sum to ``K``;
   absent classes get 0. :math:`\beta^{n}` is evaluated as
   :math:`\exp(n \log\beta)`, accurate for pixel counts in the millions.
+  A NaN count makes every weight NaN.
 
   Args:
     counts: :class:`ClassCounts` from :func:`class_pixel_counts`.
-    beta: :math:`\beta \in [0, 1)`; 0 gives equal weights, towards 1 inverse frequency.
+    beta: :math:`\beta \in [0, 1)`, a scalar; 0 gives equal weights, towards 1
+      inverse frequency.
 
   Returns:
     ``[C]`` float32 class weights.
@@ -190,13 +221,19 @@ def effective_number_weights(counts: ClassCounts, *, beta: float = 0.999) -> jax
     >>> [round(w, 4) for w in jaxloss.effective_number_weights(counts, beta=0.5).tolist()]
     [0.7273, 1.2727, 0.0]
   """
-  if not 0.0 <= beta < 1.0:
-    raise ValueError(f"`beta` must lie in [0, 1); got {beta!r}.")
-  n = _checks.float_input("counts.class_pixels", counts[0]).astype(jnp.float32)
+  _checks.scalar_option("beta", beta, low=0.0, high=1.0, high_inclusive=False)
+  n, _ = _counts(counts)
   present = n > 0
-  # 1 − β^n = −expm1(n log β): no cancellation for β close to 1.
-  effective = (-jnp.expm1(n * jnp.log(jnp.float32(beta))) / (1 - beta) if beta
-               else jnp.ones_like(n))
-  inv = jnp.where(present, 1 / jnp.where(present, effective, 1), 0)
+  # 1 − β^n = −expm1(n log β): no cancellation for β close to 1. log β is taken in
+  # float64 for a concrete β (float32(1 − 1e-8) would round to 1). At β = 0,
+  # log β = −inf and a present class (n ≥ 1) gets 1 − β^n = 1: equal weights.
+  # The factor 1/(1 − β) of E_c cancels in the normalisation.
+  try:
+    concrete = float(beta)
+    log_b = jnp.asarray(math.log(concrete) if concrete > 0 else -math.inf, jnp.float32)
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+    log_b = jnp.log(jnp.asarray(beta, jnp.float32))
+  effective = -jnp.expm1(jnp.where(present, n, 1) * log_b)
+  inv = jnp.where(present, 1 / effective, 0)
   k = jnp.sum(present, dtype=jnp.float32)
-  return safe_div(k * inv, jnp.sum(inv))
+  return _poisoned(safe_div(k * inv, jnp.sum(inv)), n)

@@ -53,7 +53,19 @@ def _check_per_image(per_image: bool, weights, axis_name: str | None) -> None:
 
 def _groups(v: jax.Array, per_image: bool) -> jax.Array:  # for the binary hinge
   """``[B, ...]`` to ``[G, P]``: one row per image, or the whole batch as one row."""
-  return v.reshape(v.shape[0], -1) if per_image else v.reshape(1, -1)
+  size = _checks.static_size(v.shape[1:])  # B = 0 leaves no -1 to infer
+  return v.reshape(v.shape[0], size) if per_image else v.reshape(1, v.shape[0] * size)
+
+
+def _poison(loss: jax.Array, bad: jax.Array, per_image: bool) -> jax.Array:
+  """NaN in every group (image, or the batch) holding an unmasked invalid label.
+
+  Invalid pixels are left out of the sort like ignored ones, so the poison is
+  added here: a group whose labels are *all* invalid has no present class and
+  would otherwise score 0.
+  """
+  hit = jnp.any(_groups(bad, per_image), axis=-1)
+  return jnp.where(hit, jnp.nan, loss)
 
 
 def lovasz_softmax_loss(
@@ -86,11 +98,21 @@ def lovasz_softmax_loss(
   classes, per_image, ignore)``; the gradient is that of the sorted errors,
   as in their code.
 
+  Labels of any integer dtype (or bool) give identical results. An unmasked
+  label outside ``[0, C)`` that is not ``ignore_index`` makes its group's loss
+  NaN (its image with ``per_image``, else the batch), even when no label of
+  the group is valid; negative labels never wrap around. Pixels of masked
+  images and ``ignore_index`` pixels are left out, as if sliced away: NaN
+  predictions there have no effect on the value or the gradient. An empty
+  batch (``B = 0``) gives 0 with zero gradient under the scalar reductions.
+  :func:`jaxloss.checked` reports unmasked NaN/inf predictions and invalid
+  labels.
+
   Args:
     predictions: probabilities (or logits with ``activation="softmax"``),
       ``[B, ..., C]``.
-    labels: integer labels ``[B, ...]``.
-    axis: the class axis.
+    labels: integer labels ``[B, ...]`` in ``[0, C)`` or ``ignore_index``.
+    axis: the class axis (``C >= 1``).
     activation: ``None`` or ``"softmax"``.
     per_image: one loss per image (then averaged by the reduction) instead of
       one over the batch.
@@ -114,14 +136,17 @@ def lovasz_softmax_loss(
   """
   if classes not in ("present", "all"):
     raise ValueError(f"`classes` must be 'present' or 'all'; got {classes!r}.")
+  if activation not in (None, "softmax"):
+    raise ValueError(f"`activation` must be None or 'softmax'; got {activation!r}.")
   x = _checks.float_input("predictions", predictions)
   y = _checks.integer_input("labels", labels)
   _checks.check_reduction(reduction)
+  ignore_index = _checks.check_ignore_index(ignore_index)
   ax = _checks.normalize_axis("axis", axis, x.ndim)
   if ax == 0 or x.ndim < 2:
     raise ValueError(f"`predictions` must be [B, ..., C] with the class axis after the batch "
                      f"axis; got shape {tuple(x.shape)} and axis={axis}.")
-  c = x.shape[ax]
+  c = _checks.check_axis_size("predictions", x, ax, "class axis")
   if y.shape != x.shape[:ax] + x.shape[ax + 1:]:
     raise ValueError(f"`labels` has shape {tuple(y.shape)}; expected "
                      f"{x.shape[:ax] + x.shape[ax + 1:]}, the shape of `predictions` without "
@@ -129,27 +154,29 @@ def lovasz_softmax_loss(
   _check_per_image(per_image, weights, axis_name)
   dtype = _checks.compute_dtype(x)
   w, m = _checks.weights_and_mask(weights, where, (x.shape[0],), dtype, what="per-image loss")
-  _checks.check_labels_in_range("labels", y, c, ignore_index)
-  x = jnp.moveaxis(x.astype(dtype), ax, -1)
-  keep = jnp.ones(y.shape, bool) if ignore_index is None else y != ignore_index
+  labelled = jnp.ones(y.shape, bool) if ignore_index is None else y != ignore_index
   if m is not None:
-    keep = keep & m.reshape((-1,) + (1,) * (y.ndim - 1))
-  x = jnp.where(keep[..., None], x, 0)  # double-where: masked pixels never reach softmax
+    labelled = labelled & m.reshape((-1,) + (1,) * (y.ndim - 1))
+  _checks.check_labels_in_range("labels", y, c, ignore_index, where=labelled)
+  x = jnp.moveaxis(x, ax, -1)
+  _checks.check_finite("predictions", x, where=labelled[..., None])
+  # A label outside [0, C) that is not ignored is never dropped: it poisons its group.
+  bad = labelled & _checks.invalid_labels(y, c)
+  keep = labelled & ~bad
+  # double-where: left-out pixels never reach the softmax (NaN there stays harmless).
+  x = jnp.where(keep[..., None], x.astype(dtype), jnp.zeros((), dtype))
   p = jax.nn.softmax(x, axis=-1) if activation == "softmax" else x
-  if activation not in (None, "softmax"):
-    raise ValueError(f"`activation` must be None or 'softmax'; got {activation!r}.")
   fg = (lax.broadcasted_iota(y.dtype, y.shape + (c,), y.ndim) == y[..., None]).astype(dtype)
-  # A label outside [0, C) that is not ignored is never dropped: it poisons the loss.
-  bad = keep & ((y < 0) | (y >= c))
   # Left-out pixels get error 0 and no foreground: sorted last, they contribute nothing.
   errors = jnp.where(keep[..., None], jnp.abs(fg - p), 0)
-  errors = jnp.where(bad[..., None], jnp.nan, errors)
   fg = jnp.where(keep[..., None], fg, 0)
+  pixels = _checks.static_size(y.shape[1:])
+
   # [G, C, P]: per image [B, C, pixels], or the batch as one group [1, C, B * pixels].
   def by_class(v):
     if per_image:
-      return jnp.moveaxis(v, -1, 1).reshape(v.shape[0], c, -1)
-    return jnp.moveaxis(v, -1, 0).reshape(1, c, -1)
+      return jnp.moveaxis(v, -1, 1).reshape(v.shape[0], c, pixels)
+    return jnp.moveaxis(v, -1, 0).reshape(1, c, v.shape[0] * pixels)
 
   errors_g, fg_g = by_class(errors), by_class(fg)
   per_class = _sorted_dot(errors_g, fg_g, hinge=False)  # [G, C]
@@ -157,6 +184,7 @@ def lovasz_softmax_loss(
                                                                              bool)
   group_loss = safe_div(jnp.sum(jnp.where(present, per_class, 0), axis=-1),
                         jnp.sum(present, axis=-1, dtype=dtype))
+  group_loss = _poison(group_loss, bad, per_image)
   if not per_image:
     return reduce_elements(group_loss, None, None, reduction)
   return reduce_elements(group_loss, w, m, reduction, axis_name)
@@ -184,13 +212,21 @@ def lovasz_hinge_loss(
   per image (``per_image=True``, the authors' default) or over the batch.
   Equals the authors' ``lovasz_hinge(logits, labels, per_image, ignore)``.
 
+  Labels are binary: integer (any dtype, or bool) or floating 0/1. An
+  unmasked label that is neither 0 nor 1 (2, -1, 0.5, NaN) and not
+  ``ignore_index`` makes its group's loss NaN (its image with ``per_image``,
+  else the batch). Pixels of masked images and ``ignore_index`` pixels are
+  left out, as if sliced away. An empty batch (``B = 0``) gives 0 with zero
+  gradient under the scalar reductions. :func:`jaxloss.checked` reports
+  unmasked NaN/inf logits and non-binary labels.
+
   Args:
     logits: ``[B, ...]`` logits of the foreground.
-    labels: binary labels ``[B, ...]`` (integer or float 0/1).
+    labels: binary labels ``[B, ...]`` (integer, bool or float 0/1).
     per_image: one loss per image, or one over the batch.
-    ignore_index: integer label whose pixels are left out.
+    ignore_index: integer label whose pixels are left out (any value).
     weights: per-image weights ``[B]`` (``per_image=True`` only).
-    where: per-image mask ``[B]``.
+    where: per-image mask ``[B]``: a masked image's pixels are left out.
     reduction: see :func:`jaxloss.reduce_loss`, over the groups.
     axis_name: with ``per_image``, mapped axis to ``psum`` the reduction over;
       without ``per_image`` it raises (the batch-level sort cannot be split).
@@ -208,21 +244,35 @@ def lovasz_hinge_loss(
   x = _checks.float_input("logits", logits)
   y = _checks.real_input("labels", labels)
   _checks.check_reduction(reduction)
+  ignore_index = _checks.check_ignore_index(ignore_index)
   if y.shape != x.shape or x.ndim < 1:
     raise ValueError(f"`labels` has shape {tuple(y.shape)}; expected the shape of `logits` "
                      f"{tuple(x.shape)} with the batch on axis 0.")
   _check_per_image(per_image, weights, axis_name)
   dtype = _checks.compute_dtype(x)
   w, m = _checks.weights_and_mask(weights, where, (x.shape[0],), dtype, what="per-image loss")
-  keep = jnp.ones(y.shape, bool) if ignore_index is None else y != ignore_index
+  is_ids = _checks.is_class_ids(y)
+  if is_ids:
+    y = _checks.widen_labels(y)
+  labelled = jnp.ones(y.shape, bool) if ignore_index is None else y != ignore_index
   if m is not None:
-    keep = keep & m.reshape((-1,) + (1,) * (y.ndim - 1))
-  x = jnp.where(keep, x.astype(dtype), 0)
-  fg = jnp.where(keep, y, 0).astype(dtype)
+    labelled = labelled & m.reshape((-1,) + (1,) * (y.ndim - 1))
+  # Binary labels are 0 or 1; any other unmasked value (2, -1, 0.5, NaN) poisons its group.
+  bad = labelled & (y != 0) & (y != 1)
+  if is_ids:
+    _checks.check_labels_in_range("labels", y, 2, ignore_index, where=labelled)
+  elif _checks.value_checks_enabled() and y.size:
+    _checks._check(~jnp.any(bad), "`labels` must be binary (0 or 1) (e.g. {v}).",
+                   v=y.reshape(-1)[jnp.argmax(bad.reshape(-1))])
+  _checks.check_finite("logits", x, where=labelled)
+  keep = labelled & ~bad
+  x = jnp.where(keep, x.astype(dtype), jnp.zeros((), dtype))
+  fg = jnp.where(keep, y == 1, False).astype(dtype)
   errors = 1 - x * (2 * fg - 1)
   # Left-out pixels: the most negative error sorts them last, and relu zeroes them.
   errors = jnp.where(keep, errors, jnp.finfo(dtype).min)
   loss = _sorted_dot(_groups(errors, per_image), _groups(fg, per_image), hinge=True)
+  loss = _poison(loss, bad, per_image)
   if not per_image:
     return reduce_elements(loss, None, None, reduction)
   return reduce_elements(loss, w, m, reduction, axis_name)

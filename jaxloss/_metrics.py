@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -32,7 +34,12 @@ def accuracy(
   :func:`jaxloss.labeled_mask` and :func:`jaxloss.softmax_cross_entropy`;
   shapes stay static, so it runs under :func:`jax.jit` without boolean
   indexing. Ties in ``logits`` go to the lowest class id, as
-  :func:`jnp.argmax` does. Integer labels outside ``[0, C)`` count as wrong.
+  :func:`jnp.argmax` does. Integer labels of any integer dtype (or bool) give
+  identical results.
+
+  An unmasked integer label outside ``[0, C)`` that is not ``ignore_index``
+  makes the accuracy NaN, as it makes the losses NaN: it is never counted as
+  merely wrong (:func:`jaxloss.checked` names it).
 
   Equals Keras ``SparseCategoricalAccuracy`` / ``CategoricalAccuracy`` with
   ``sample_weight=labeled_mask(labels)``, and ``(argmax(x) == y)[m].mean()``
@@ -50,7 +57,8 @@ def accuracy(
 
   Returns:
     The fraction of correct labeled elements, float32 (float64 for float64
-    inputs under x64); 0 when no element is labeled. Not differentiable.
+    inputs under x64); 0 when no element is labeled; NaN when an unmasked
+    integer label is out of range. Not differentiable.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -59,14 +67,34 @@ def accuracy(
     >>> labels = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
     >>> float(jaxloss.accuracy(logits, labels))           # 1 of the 2 labeled rows
     0.5
+    >>> float(jaxloss.accuracy(logits, jnp.array([0, 0, 2, 0])))  # label 2 of C = 2
+    nan
   """
+  x = _checks.float_input("logits", logits)
+  if x.ndim > 0:
+    _checks.check_axis_size("logits", x, _checks.normalize_axis("axis", axis, x.ndim),
+                            "class axis")
   t = prepare_class_inputs(
-      logits, labels, axis=axis, class_weights=None, weights=None, where=where,
+      x, labels, axis=axis, class_weights=None, weights=None, where=where,
       ignore_index=ignore_index, reduction="mean")
   predicted = jnp.argmax(t.logits, axis=t.axis)
   truth = t.labels if t.is_int else jnp.argmax(t.labels, axis=t.axis)
   correct = (predicted == truth.astype(predicted.dtype)).astype(t.dtype)
+  if t.is_int:
+    # An out-of-range label is never "just wrong": it poisons the (psum-ed) numerator.
+    correct = jnp.where(_checks.invalid_labels(t.labels, t.num_classes), jnp.nan, correct)
   return reduce_elements(correct, None, t.where, "mean", axis_name)
+
+
+def _count_dtype(dtype: Any) -> jnp.dtype:
+  try:
+    d = jnp.dtype(dtype)
+  except TypeError as e:
+    raise TypeError(f"`dtype` must be a floating or integer dtype; got {dtype!r}.") from e
+  if not (jnp.issubdtype(d, jnp.floating) or jnp.issubdtype(d, jnp.integer)):
+    raise TypeError(f"`dtype` must be a floating or integer dtype; got {dtype!r}.")
+  # float64/int64 without x64 become float32/int32 (no warning, as for every default).
+  return jnp.dtype(jax.dtypes.canonicalize_dtype(d))
 
 
 def confusion_matrix(
@@ -75,6 +103,8 @@ def confusion_matrix(
     num_classes: int,
     *,
     where: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    dtype: Any = jnp.float32,
     axis_name: str | None = None,
 ) -> jax.Array:
   r"""Confusion matrix ``M[true, predicted]`` of integer labels, jit-able and accumulable.
@@ -82,47 +112,72 @@ def confusion_matrix(
   .. math::
     M_{jk} = \sum_i m_i\, [y_i = j]\, [\hat y_i = k]
 
-  Rows are true classes and columns predictions (scikit-learn's convention).
-  Matrices of successive batches add up; with ``axis_name`` they are
-  ``psum``-ed over a sharded batch. Counts are int32. A true or predicted
-  label outside ``[0, num_classes)`` that is not masked by ``where`` is
-  counted in no cell; :func:`jaxloss.checked` reports it, and the
-  ``labels`` check of the losses applies (mask ``ignore_index`` pixels with
-  ``where``).
+  with :math:`m_i` = ``where`` and :math:`y_i \ne` ``ignore_index``: masked
+  elements and those whose *true* label is ``ignore_index`` are left out, as
+  if sliced away. Rows are true classes and columns predictions
+  (scikit-learn's convention). Matrices of successive batches add up; with
+  ``axis_name`` they are ``psum``-ed over a sharded batch. Labels of any
+  integer dtype (or bool) give identical results.
+
+  Counts are returned in ``dtype``, float32 by default: exact up to
+  :math:`2^{24}` (16.7 million) per cell and per call. Accumulate a dataset's
+  matrices in float64 (NumPy, or JAX under x64), or pass
+  ``dtype=jnp.int32`` for exact integer counts.
+
+  Out-of-range labels: an unmasked true label outside ``[0, num_classes)``
+  that is not ``ignore_index``, or an unmasked predicted label outside it,
+  makes **every cell NaN** in a floating ``dtype``, so the poison reaches
+  :func:`iou_per_class`, :func:`dice_per_class` and :func:`mean_iou` and is
+  visible without :func:`jaxloss.checked`, as in the losses. With an integer
+  ``dtype`` (which cannot hold NaN) such elements are counted in no cell;
+  only :func:`jaxloss.checked` reports them then.
 
   Args:
     predicted_labels: integer predictions (e.g. ``argmax`` of the logits).
     labels: integer true labels, the shape of ``predicted_labels``.
-    num_classes: the number of classes ``C`` (static).
+    num_classes: the number of classes ``C`` (static, ``>= 1``).
     where: optional boolean mask of the elements to count.
+    ignore_index: optional true label whose elements are left out.
+    dtype: dtype of the counts: floating (NaN on invalid labels) or integer.
     axis_name: optional mapped axis to ``psum`` the matrix over.
 
   Returns:
-    ``[C, C]`` int32 counts, rows true classes, columns predictions.
+    ``[C, C]`` counts in ``dtype``, rows true classes, columns predictions.
 
   Examples:
     >>> import jax.numpy as jnp
     >>> import jaxloss
     >>> jaxloss.confusion_matrix(jnp.array([0, 1, 1, 2]), jnp.array([0, 1, 2, 2]), 3).tolist()
-    [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 1.0]]
+    >>> jaxloss.confusion_matrix(jnp.array([0, 1, 1]), jnp.array([0, 255, 2]), 3,
+    ...                          ignore_index=255, dtype=jnp.int32).tolist()
+    [[1, 0, 0], [0, 0, 0], [0, 1, 0]]
+    >>> jaxloss.confusion_matrix(jnp.array([0, 1]), jnp.array([0, 3]), 3).tolist()[0]
+    [nan, nan, nan]
   """
   p = _checks.integer_input("predicted_labels", predicted_labels)
   y = _checks.integer_input("labels", labels)
   if p.shape != y.shape:
     raise ValueError(f"`predicted_labels` has shape {tuple(p.shape)}; expected the shape of "
                      f"`labels` {tuple(y.shape)}.")
-  if not isinstance(num_classes, int) or num_classes < 1:
-    raise ValueError(f"`num_classes` must be a positive int; got {num_classes!r}.")
+  c = _checks.check_num_classes("num_classes", num_classes)
+  ignore_index = _checks.check_ignore_index(ignore_index)
+  out_dtype = _count_dtype(dtype)
   _, m = _checks.weights_and_mask(None, where, y.shape, jnp.float32)
-  _checks.check_labels_in_range("labels", y, num_classes, where=m)
-  _checks.check_labels_in_range("predicted_labels", p, num_classes, where=m)
-  valid = (y >= 0) & (y < num_classes) & (p >= 0) & (p < num_classes)
-  if m is not None:
-    valid = valid & m
-  cell = jnp.where(valid, y * num_classes + p, num_classes * num_classes)
+  if ignore_index is not None:
+    keep = y != ignore_index
+    m = keep if m is None else m & keep
+  _checks.check_labels_in_range("labels", y, c, where=m)
+  _checks.check_labels_in_range("predicted_labels", p, c, where=m)
+  invalid = _checks.invalid_labels(y, c) | _checks.invalid_labels(p, c)
+  counted = ~invalid if m is None else m & ~invalid
+  cell = jnp.where(counted, y * c + p, c * c)
   # One extra bin collects the masked and invalid elements, then is dropped.
-  counts = jnp.bincount(cell.reshape(-1), length=num_classes * num_classes + 1)
-  matrix = counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
+  counts = jnp.bincount(cell.reshape(-1), length=c * c + 1)
+  matrix = counts[:-1].reshape(c, c).astype(out_dtype)
+  if jnp.issubdtype(out_dtype, jnp.floating):
+    bad = invalid if m is None else m & invalid
+    matrix = matrix + jnp.where(jnp.any(bad), jnp.nan, 0).astype(out_dtype)
   return matrix if axis_name is None else lax.psum(matrix, axis_name)
 
 
@@ -131,7 +186,8 @@ def _per_class(cm: jax.typing.ArrayLike, name: str) -> tuple[jax.Array, ...]:
   if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
     raise ValueError(f"`{name}` must be a square [C, C] confusion matrix; got shape "
                      f"{tuple(cm.shape)}.")
-  cm = cm.astype(jnp.float32)
+  _checks.check_axis_size(name, cm, 0, "class axis")
+  cm = cm.astype(_checks.compute_dtype(cm))
   tp = jnp.diagonal(cm)
   return tp, jnp.sum(cm, axis=0) - tp, jnp.sum(cm, axis=1) - tp
 
@@ -140,14 +196,16 @@ def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Per-class IoU ``TP / (TP + FP + FN)`` from a confusion matrix; 0 for absent classes.
 
   A class absent from both predictions and targets has no IoU: it is reported
-  as 0 (never NaN) and left out of :func:`mean_iou`.
+  as 0 (never NaN) and left out of :func:`mean_iou`. A NaN cell (a matrix
+  poisoned by an out-of-range label, see :func:`confusion_matrix`) gives NaN
+  in every class whose row or column it lies in: it is never read as absent.
 
   Args:
     confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
       :func:`confusion_matrix` (counts, possibly summed over batches).
 
   Returns:
-    ``[C]`` float32 IoUs.
+    ``[C]`` float32 IoUs (float64 for a float64 matrix under x64).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -157,18 +215,20 @@ def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
     [0.75, 0.6667, 0.0]
   """
   tp, fp, fn = _per_class(confusion, "confusion")
-  return safe_div(tp, tp + fp + fn)
+  return safe_div(tp, tp + fp + fn)  # NaN != 0: a NaN denominator passes through
 
 
 def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Per-class Dice (F1) ``2 TP / (2 TP + FP + FN)``; 0 for classes absent from both.
+
+  NaN cells (a poisoned matrix) give NaN, as in :func:`iou_per_class`.
 
   Args:
     confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
       :func:`confusion_matrix` (counts, possibly summed over batches).
 
   Returns:
-    ``[C]`` float32 Dice scores.
+    ``[C]`` float32 Dice scores (float64 for a float64 matrix under x64).
 
   Examples:
     >>> import jax.numpy as jnp
@@ -184,12 +244,20 @@ def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
 def mean_iou(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Mean IoU over the classes present in predictions or targets.
 
+  .. math::
+    \mathrm{mIoU} = \frac{1}{|P|} \sum_{c \in P} \frac{TP_c}{TP_c + FP_c + FN_c},
+    \qquad P = \{c : TP_c + FP_c + FN_c \ne 0\}
+
+  A NaN cell (a poisoned matrix, see :func:`confusion_matrix`) makes the mean
+  NaN: a NaN class is never taken for an absent one.
+
   Args:
     confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
       :func:`confusion_matrix` (counts, possibly summed over batches).
 
   Returns:
-    A float32 scalar; 0 when no class is present.
+    A float32 scalar (float64 for a float64 matrix under x64); 0 when no
+    class is present.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -198,6 +266,7 @@ def mean_iou(confusion: jax.typing.ArrayLike) -> jax.Array:
     0.7083
   """
   tp, fp, fn = _per_class(confusion, "confusion")
-  present = (tp + fp + fn) > 0
-  return safe_div(jnp.sum(jnp.where(present, safe_div(tp, tp + fp + fn), 0)),
-                  jnp.sum(present, dtype=jnp.float32))
+  union = tp + fp + fn
+  present = union != 0  # NaN != 0: a NaN class counts as present and poisons the mean
+  return safe_div(jnp.sum(jnp.where(present, safe_div(tp, union), 0)),
+                  jnp.sum(present, dtype=tp.dtype))

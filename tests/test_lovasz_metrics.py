@@ -132,3 +132,140 @@ def test_metric_errors_name_arguments():
     jaxloss.confusion_matrix(jnp.zeros(3, jnp.int32), jnp.zeros(4, jnp.int32), 2)
   with pytest.raises(ValueError, match="square"):
     jaxloss.iou_per_class(jnp.zeros((2, 3)))
+
+
+# --------------------------------------------------------------------------- issue 12 regressions
+
+
+# Shared jitted entry points (options static): one compilation per shape, not one per op.
+_softmax = jax.jit(jaxloss.lovasz_softmax_loss, static_argnames=(
+    "axis", "activation", "per_image", "classes", "ignore_index", "reduction", "axis_name"))
+_hinge = jax.jit(jaxloss.lovasz_hinge_loss, static_argnames=(
+    "per_image", "ignore_index", "reduction", "axis_name"))
+
+
+def _softmax_none(x, y):
+  return _softmax(x, y, per_image=True, reduction="none")
+
+
+def _softmax_batch(x, y):
+  return _softmax(x, y, reduction="none")
+
+
+def _hinge_none(x, y):
+  return _hinge(x, y, reduction="none")
+
+
+@pytest.mark.parametrize("bad", [-1, 2, 255])
+def test_lovasz_softmax_image_with_only_invalid_labels_is_nan_not_zero(bad):
+  p = np.full((2, 3, 2), 0.5)
+  y = np.array([[bad] * 3, [0, 1, 1]], np.int32)
+  got = _softmax_none(p, y)
+  assert np.isnan(got[0]) and np.isfinite(got[1])
+  np.testing.assert_allclose(got[1], _reference_softmax_flat(p[1], y[1]), rtol=1e-12)
+  assert np.isnan(_softmax_batch(p, y)[0])  # one group: the batch
+  for classes in ("present", "all"):
+    assert np.isnan(_softmax(p, y, classes=classes, per_image=True))
+  # ignored or masked, the same label is left out
+  np.testing.assert_allclose(
+      _softmax(p, y, per_image=True, ignore_index=bad, reduction="none"),
+      [0.0, got[1]], rtol=1e-12)
+  np.testing.assert_allclose(
+      _softmax(p, y, per_image=True, where=np.array([False, True]),
+                                  reduction="none"), [0.0, got[1]], rtol=1e-12)
+
+
+def test_lovasz_softmax_negative_label_never_wraps_with_many_classes():
+  rng = np.random.default_rng(5)
+  p = rng.dirichlet(np.ones(40), size=(2, 3))
+  y = np.array([[-1, 0, 1], [39, 2, 3]], np.int32)
+  got = _softmax_none(p, y)
+  assert np.isnan(got[0]) and np.isfinite(got[1])
+
+
+@pytest.mark.parametrize("labels", [[[2, 0, 1]], [[-1, 0, 1]], [[0.5, 0.0, 1.0]],
+                                    [[np.nan, 0.0, 1.0]]], ids=["2", "-1", "0.5", "nan"])
+def test_lovasz_hinge_non_binary_label_is_nan(labels):
+  y = np.concatenate([np.asarray(labels), [[0, 1, 1]]]).astype(
+      np.int32 if np.asarray(labels).dtype.kind == "i" else np.float64)
+  x = np.array([[0.5, -1.0, 2.0], [1.0, -0.5, 0.3]])
+  got = _hinge(x, y, reduction="none")
+  assert np.isnan(got[0])
+  np.testing.assert_allclose(got[1], _reference_hinge_flat(x[1], y[1].astype(float)),
+                             rtol=1e-12)
+  assert np.isnan(_hinge(x, y, per_image=False))
+  masked = _hinge(x, y, where=np.array([False, True]), reduction="none")
+  np.testing.assert_allclose(masked, [0.0, got[1]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int8, np.float32])
+def test_lovasz_hinge_label_dtypes_agree(dtype):
+  rng = np.random.default_rng(6)
+  x = rng.normal(size=(2, 5))
+  y = rng.uniform(size=(2, 5)) < 0.5
+  np.testing.assert_array_equal(_hinge_none(x, y.astype(dtype)), _hinge_none(x, y.astype(np.int32)))
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "weighted_mean"])
+def test_lovasz_empty_batch_is_zero_with_zero_gradient(per_image, reduction):
+  x = np.zeros((0, 3, 3, 2))
+  y = np.zeros((0, 3, 3), np.int32)
+  kw = {"weights": np.zeros(0)} if per_image and reduction == "weighted_mean" else {}
+
+  def softmax(x):
+    return _softmax(x, y, per_image=per_image, reduction=reduction, **kw)
+
+  def hinge(x):
+    return _hinge(x[..., 0], y, per_image=per_image, reduction=reduction,
+                                     **kw)
+
+  for f in (softmax, hinge):
+    value, grad = jax.jit(jax.value_and_grad(f))(x)
+    assert float(value) == 0.0 and grad.shape == x.shape
+  assert _softmax(x, y, per_image=True, reduction="none").shape == (0,)
+
+
+def test_lovasz_empty_class_axis_raises_naming_it():
+  with pytest.raises(ValueError, match=r"`predictions`.*class axis"):
+    _softmax(np.zeros((2, 3, 0)), np.zeros((2, 3), np.int32))
+
+
+def test_lovasz_masked_nan_inputs_have_zero_gradient():
+  rng = np.random.default_rng(7)
+  x = rng.normal(size=(2, 4, 3))
+  x[0] = np.nan
+  y = rng.integers(0, 3, size=(2, 4)).astype(np.int32)
+  y[0] = 9  # the masked image's labels are invalid too: left out, not poison
+  where = np.array([False, True])
+  for f in (lambda x: _softmax(x, y, activation="softmax", per_image=True,
+                                                  where=where),
+            lambda x: _hinge(x[..., 0], (y == 1).astype(np.int32),
+                                                where=where)):
+    value, grad = jax.jit(jax.value_and_grad(f))(x)
+    assert np.isfinite(value)
+    assert np.all(grad[0] == 0) and np.all(np.isfinite(grad))
+
+
+def test_checked_reports_lovasz_nan_inputs_and_invalid_labels():
+  p = np.full((1, 2, 2), 0.5)
+  y = np.zeros((1, 2), np.int32)
+  soft = jaxloss.checked(jax.jit(lambda p, y: jaxloss.lovasz_softmax_loss(p, y)))
+  hinge = jaxloss.checked(jax.jit(lambda x, y: jaxloss.lovasz_hinge_loss(x, y)))
+  with pytest.raises(ValueError, match="`predictions` contains NaN"):
+    soft(np.where([[[True, False], [False, False]]], np.nan, p), y)
+  with pytest.raises(ValueError, match="`labels` holds a label outside"):
+    soft(p, np.array([[0, 7]], np.int32))
+  with pytest.raises(ValueError, match="`logits` contains NaN"):
+    hinge(np.array([[np.nan, 0.0]]), y)
+  with pytest.raises(ValueError, match="`labels` holds a label outside"):
+    hinge(np.zeros((1, 2)), np.array([[0, 2]], np.int32))
+  with pytest.raises(ValueError, match="`labels` must be binary"):
+    hinge(np.zeros((1, 2)), np.array([[0.0, 0.5]]))
+  # ignored and masked inputs are not reported
+  jaxloss.checked(jax.jit(
+      lambda p, y: jaxloss.lovasz_softmax_loss(p, y, ignore_index=255)))(
+      np.where([[[False, False], [True, True]]], np.nan, p), np.array([[0, 255]], np.int32))
+  jaxloss.checked(jax.jit(
+      lambda x, y: jaxloss.lovasz_hinge_loss(x, y, where=np.array([False]))))(
+      np.array([[np.nan, 0.0]]), np.array([[2, 0]], np.int32))
