@@ -126,7 +126,12 @@ def earth_mover_distance(
     reduction: str = "mean",
     axis_name: str | None = None,
 ) -> jax.Array:
-  r"""Earth Mover's Distance between ordered histograms (NIMA, Talebi & Milanfar 2018).
+  r"""Earth Mover's Distance between ordered probability histograms (NIMA).
+
+  Both inputs are **probabilities** that sum to 1 along ``axis``; for a
+  network's raw scores pass ``activation="softmax"`` (logits given without it
+  are not renormalised, and :func:`jaxloss.checked` reports them). NIMA is
+  Talebi & Milanfar 2018.
 
   Per example, with :math:`\Delta_k = \mathrm{CDF}_p(k) - \mathrm{CDF}_q(k)` over
   the ``N`` bins along ``axis``:

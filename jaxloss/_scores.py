@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 
@@ -21,6 +23,17 @@ def _bins(bins, n: int, dtype, name: str = "bins") -> jax.Array:
   return b
 
 
+def _renamed_bins(bin_positions, bins):
+  """``bin_positions``, or the deprecated ``bins`` with a DeprecationWarning."""
+  if bins is None:
+    return bin_positions
+  if bin_positions is not None:
+    raise TypeError("pass `bin_positions` only; `bins` is its deprecated name.")
+  warnings.warn("`bins` is deprecated; pass `bin_positions` (the name every jaxloss score "
+                "function uses).", DeprecationWarning, stacklevel=3)
+  return bins
+
+
 def _along(v: jax.Array, ndim: int, axis: int) -> jax.Array:
   return jnp.expand_dims(v, tuple(i for i in range(ndim) if i != axis))
 
@@ -28,15 +41,19 @@ def _along(v: jax.Array, ndim: int, axis: int) -> jax.Array:
 def score_mean_std(
     probabilities: jax.typing.ArrayLike,
     *,
-    bins: jax.typing.ArrayLike | None = None,
+    bin_positions: jax.typing.ArrayLike | None = None,
     axis: int = -1,
+    bins: jax.typing.ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   r"""Mean and standard deviation of a score distribution (NIMA's read-out).
 
   .. math::
     \mu = \sum_k s_k p_k, \qquad \sigma = \sqrt{\sum_k (s_k - \mu)^2 p_k}
 
-  with bin scores :math:`s_k` (``bins``, default ``1..N``). The variance is
+  with bin scores :math:`s_k` (``bin_positions``, default ``1..N``, the
+  default of every score function in jaxloss: a histogram from
+  :func:`jaxloss.scores_to_distribution` with its defaults reads back to the
+  same mean with none here). The variance is
   taken as the sum of squared deviations, never as
   :math:`\sum s^2 p - \mu^2`, which cancels catastrophically for peaked
   histograms. The std's gradient is finite, and 0, where the std is 0.
@@ -45,8 +62,9 @@ def score_mean_std(
 
   Args:
     probabilities: histograms over ordered bins along ``axis``.
-    bins: optional ``[N]`` score of each bin.
+    bin_positions: optional ``[N]`` score of each bin (default ``1..N``).
     axis: the bin axis.
+    bins: deprecated name of ``bin_positions`` (a ``DeprecationWarning``).
 
   Returns:
     ``(mean, std)``, each of the input's shape without ``axis``.
@@ -65,7 +83,8 @@ def score_mean_std(
   dtype = _checks.compute_dtype(p)
   p = p.astype(dtype)
   _checks.check_probabilities("probabilities", p, ax)
-  s = _along(_bins(bins, p.shape[ax], dtype), p.ndim, ax)
+  bin_positions = _renamed_bins(bin_positions, bins)
+  s = _along(_bins(bin_positions, p.shape[ax], dtype, "bin_positions"), p.ndim, ax)
   mean = jnp.sum(s * p, axis=ax)
   var = jnp.sum(jnp.square(s - jnp.expand_dims(mean, ax)) * p, axis=ax)
   # sqrt with a zero gradient at var == 0 (double where: no 1/sqrt(0) in the backward).
@@ -79,14 +98,19 @@ def scores_to_distribution(
     *,
     num_bins: int = 10,
     low: float = 1.0,
-    high: float = 10.0,
+    high: float | None = None,
     method: str = "linear",
     std: jax.typing.ArrayLike = 1.0,
 ) -> jax.Array:
   r"""Float scores (e.g. 4.9) to target histograms over ``num_bins`` evenly spaced bins.
 
   The bins are ``linspace(low, high, num_bins)``; scores outside
-  ``[low, high]`` are clipped to it.
+  ``[low, high]`` are clipped to it. The default ``low=1, high=num_bins``
+  places the bins at ``1..N``, the default ``bin_positions`` of
+  :func:`jaxloss.score_mean_std` and :func:`jaxloss.earth_mover_distance`, so
+  a histogram built here reads back to the same mean without extra arguments.
+  For another scale, pass ``bin_positions=jnp.linspace(low, high, num_bins)``
+  to the readers.
 
   ============  =============================================================
   ``method``    histogram
@@ -103,7 +127,8 @@ def scores_to_distribution(
     scores: float scores, any shape.
     num_bins: the number of bins ``N`` (static, >= 2).
     low: the score of the first bin.
-    high: the score of the last bin.
+    high: the score of the last bin; default ``num_bins`` (bins at ``1..N``
+      with the default ``low``).
     method: ``"nearest"``, ``"linear"`` or ``"gaussian"``.
     std: the Gaussian's standard deviation (``method="gaussian"``), a scalar
       or the shape of ``scores``.
@@ -122,6 +147,8 @@ def scores_to_distribution(
     raise ValueError(f"`method` must be one of {METHODS}; got {method!r}.")
   if not isinstance(num_bins, int) or num_bins < 2:
     raise ValueError(f"`num_bins` must be an int >= 2; got {num_bins!r}.")
+  if high is None:
+    high = float(num_bins)
   _checks.scalar_option("low", low)
   _checks.scalar_option("high", high)
   if not high > low:

@@ -120,7 +120,7 @@ def test_score_mean_std_equals_scipy_and_has_finite_gradient_at_zero_std():
     np.testing.assert_allclose(mean[i], rv.mean(), rtol=1e-12)
     np.testing.assert_allclose(std[i], rv.std(), rtol=1e-12)
   bins = np.linspace(-1, 1, N)
-  mean, std = jaxloss.score_mean_std(p, bins=bins)
+  mean, std = jaxloss.score_mean_std(p, bin_positions=bins)
   rv = scipy.stats.rv_discrete(values=(np.arange(N), p[0]))  # rv_discrete needs integers
   np.testing.assert_allclose(mean[0], -1 + 2 / (N - 1) * rv.mean(), rtol=1e-12)
   one_hot = np.eye(N)[3]
@@ -156,3 +156,29 @@ def test_counts_to_distribution_flags_rows_without_votes():
   q = np.full((3, 4), 0.25)
   loss = jaxloss.earth_mover_distance(q, p, where=has_votes, reduction="none")
   assert loss[1] == 0.0
+
+
+@pytest.mark.parametrize("num_bins", [5, 10, 11])
+def test_score_histograms_round_trip_to_the_same_mean_with_default_bins(num_bins):
+  scores = jnp.array([1.0, 2.7, 4.9, float(num_bins)])
+  for method in ("nearest", "linear"):
+    h = jaxloss.scores_to_distribution(scores, num_bins=num_bins, method=method)
+    mean, _ = jaxloss.score_mean_std(h)
+    expected = jnp.round(scores) if method == "nearest" else scores
+    np.testing.assert_allclose(mean, expected, rtol=1e-6)
+
+
+def test_score_histograms_on_another_scale_round_trip_with_bin_positions():
+  h = jaxloss.scores_to_distribution(jnp.array([4.9]), num_bins=11, low=0.0, high=10.0)
+  mean, _ = jaxloss.score_mean_std(h, bin_positions=jnp.linspace(0.0, 10.0, 11))
+  np.testing.assert_allclose(mean, [4.9], rtol=1e-6)
+
+
+def test_score_mean_std_old_bins_keyword_still_works_with_a_deprecation_warning():
+  p = jnp.array([0.2, 0.3, 0.5])
+  with pytest.warns(DeprecationWarning, match="bin_positions"):
+    old = jaxloss.score_mean_std(p, bins=jnp.array([0.0, 1.0, 2.0]))
+  new = jaxloss.score_mean_std(p, bin_positions=jnp.array([0.0, 1.0, 2.0]))
+  np.testing.assert_array_equal(old[0], new[0])
+  with pytest.raises(TypeError, match="bin_positions"):
+    jaxloss.score_mean_std(p, bins=jnp.ones(3), bin_positions=jnp.ones(3))
