@@ -16,9 +16,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._binary import _per_class, softplus
+from jaxloss._binary import _per_class
 from jaxloss._classification import match_vma
-from jaxloss._overlap import class_and_reduce_axes
+from jaxloss._overlap import batch_level_mask, check_channels, check_smooth, class_and_reduce_axes
 from jaxloss._reduction import reduction_coefficients, safe_div
 
 
@@ -43,49 +43,89 @@ def _multi_sum_jvp(axes, primals, tangents):
   return _multi_sum(primals[0], axes), tuple(jnp.sum(t, axis=axes) for t in tangents[0])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _fused(x, y, q, b, a, axes, smooth, psum_axis):
-  return _fused_fwd(x, y, q, b, a, axes, smooth, psum_axis)[0]
+def _softplus_pair(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(softplus(x), softplus(−x), σ(−|x|))``, without cancellation, finite for any x.
+
+  The quantities of ``_binary.sigmoid_parts``, arranged for this kernel's speed
+  (three transcendentals, as the former ``exp(x − softplus(x))``; no division,
+  which XLA:CPU does far slower): with ``L = log1p(exp(−|x|))``,
+  ``softplus(±x) = max(±x, 0) + L`` (two non-negative terms) and
+  ``σ(−|x|) = exp(−max(softplus(x), softplus(−x)))`` (``= exp(−(|x| + L))``,
+  which XLA:CPU fuses far worse), within a few 1e-7 relative.
+  """
+  log_term = jnp.log1p(jnp.exp(-jnp.abs(x)))
+  sp_pos, sp_neg = jnp.maximum(x, 0) + log_term, jnp.maximum(-x, 0) + log_term
+  return sp_pos, sp_neg, jnp.exp(-jnp.maximum(sp_pos, sp_neg))
 
 
-def _fused_fwd(x, y, q, b, a, axes, smooth, psum_axis):
-  sp = softplus(x)
-  qy = q * y
-  # BCE: q·y·softplus(−x) + (1 − y)·softplus(x) = (q y + 1 − y)·softplus(x) − q y x.
-  bce_terms = jnp.broadcast_to(b, x.shape) * ((qy + 1 - y) * sp - qy * x)
-  p = jnp.exp(x - sp)  # σ(x) = exp(x − softplus(x))
+def _sigmoids(x: jax.Array, small: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(σ(x), σ(−x), σ(x)·σ(−x))`` from ``small = σ(−|x|)``, without cancellation.
+
+  ``σ(|x|) = 1 − σ(−|x|) >= 1/2`` loses nothing, and the small one is ``small``
+  itself, so each is accurate to a few 1e-7 relative (also ``σ(−20)`` ≈ 2e-9).
+  """
+  nonneg, big = x >= 0, 1 - small
+  return jnp.where(nonneg, big, small), jnp.where(nonneg, small, big), small * big
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _fused(x, y, q, b, a, k, s, axes, psum_axis):
+  return _fused_fwd(x, y, q, b, a, k, s, axes, psum_axis)[0]
+
+
+def _fused_fwd(x, y, q, b, a, k, s, axes, psum_axis):
+  sp_pos, sp_neg, small = _softplus_pair(x)
+  p, _, _ = _sigmoids(x, small)
+  # BCE per element: q·y·softplus(−x) + (1 − y)·softplus(x), two non-negative terms:
+  # exact at y ∈ {0, 1}, no cancellation for confident logits, finite at ±3e38.
+  bce_terms = jnp.broadcast_to(b * ((q * y) * sp_neg + (1 - y) * sp_pos), x.shape)
+  # `k` (a batch-level Dice with per-image weights or mask) weights each image's terms.
+  pk, yk = (p, y) if k is None else (p * k, y * k)
   # One variadic reduction: XLA reads the logits once for all four sums, where
   # separate reductions would each re-read (or materialise) the shared terms.
-  bce_part, inter, pred, target = _multi_sum((bce_terms, p * y, p, y), axes)
+  bce_part, inter, pred, target = _multi_sum((bce_terms, pk * y, pk, yk), axes)
   sums = tuple(jnp.expand_dims(v, axes) for v in (inter, pred, target))
   if psum_axis is not None:  # batch-level Dice over a sharded batch
     sums = lax.psum(sums, psum_axis)
   inter, pred, target = sums
-  num, den = 2 * inter + smooth, pred + target + smooth
+  num, den = 2 * inter + s, pred + target + s
   dice = jnp.sum(a * (1 - safe_div(num, den)))
-  return (jnp.sum(bce_part), dice), (x, y, q, b, a, num, den)
+  # σ(−|x|) is kept: the backward pass then needs no transcendental for the logits.
+  return (jnp.sum(bce_part), dice), (x, y, small, q, b, a, k, s, num, den)
 
 
-def _fused_bwd(axes, smooth, psum_axis, res, g):
-  x, y, q, b, a, num, den = res
+def _fused_bwd(axes, psum_axis, res, g):
+  del axes, psum_axis
+  x, y, small, q, b, a, k, s, num, den = res
   g_bce, g_dice = g
-  sp = softplus(x)
-  p = jnp.exp(x - sp)
+  p, p_neg, dp = _sigmoids(x, small)
   qy = q * y
-  # ∂l_bce/∂x = (q y + 1 − y)·σ(x) − q y.
-  dx = (g_bce * b) * ((qy + 1 - y) * p - qy)
-  # D = num/den with num = 2 Σ p y + s, den = Σ p + Σ y + s:
-  #   ∂(1 − D)/∂p_i = −(2 y_i den − num) / den²,  and  dp/dx = p (1 − p).
+  gb = g_bce * b
+  # ∂l_bce/∂x = −q y σ(−x) + (1 − y) σ(x).
+  dx = gb * ((1 - y) * p - qy * p_neg)
+  # D = num/den with num = 2 Σ k p y + s, den = Σ k p + Σ k y + s:
+  #   ∂(1 − D)/∂p_i = −k_i (2 y_i den − num) / den²,  and  dp/dx = σ(x) σ(−x).
   inv_den2 = safe_div(jnp.ones_like(den), den * den)
-  dice_dp = (g_dice * a) * (num - 2 * y * den) * inv_den2
-  dx = dx + dice_dp * p * (1 - p)
-  # ∂(1 − D)/∂y_i = −(2 p_i den − num) / den²; ∂l_bce/∂y = q(sp − x) − sp.
-  dy = (g_bce * b) * (q * (sp - x) - sp) + (g_dice * a) * (num - 2 * p * den) * inv_den2
-  dq = _sum_to((g_bce * b) * y * (sp - x), q.shape)
-  db = _sum_to(g_bce * ((qy + 1 - y) * sp - qy * x), b.shape)
+  ga = (g_dice * a) * inv_den2
+  dice_dp = ga * (num - 2 * y * den)
+  dice_dy = ga * (num - 2 * p * den)  # ∂(1 − D)/∂y_i = −k_i (2 p_i den − num) / den²
+  if k is not None:
+    dice_dp, dice_dy = dice_dp * k, dice_dy * k
+  dx = dx + dice_dp * dp
+  # The label and weight gradients (dropped by XLA when unused) need the softplus pair.
+  sp_pos, sp_neg, _ = _softplus_pair(x)
+  # ∂l_bce/∂y = q·softplus(−x) − softplus(x).
+  dy = gb * (q * sp_neg - sp_pos) + dice_dy
+  dq = _sum_to(gb * y * sp_neg, q.shape)
+  db = _sum_to(g_bce * (qy * sp_neg + (1 - y) * sp_pos), b.shape)
   da = _sum_to(g_dice * (1 - safe_div(num, den)), a.shape)
+  # ∂(1 − D)/∂s = (num − den) / den².
+  ds = jnp.sum(ga * (num - den))
+  dk = None
+  if k is not None:  # ∂(1 − D)/∂k_i = (num (p_i + y_i) − 2 p_i y_i den) / den²
+    dk = _sum_to(ga * (num * (p + y) - 2 * (p * y) * den), k.shape)
   return (dx.astype(x.dtype), dy.astype(y.dtype), match_vma(dq, q), match_vma(db, b),
-          match_vma(da, a))
+          match_vma(da, a), match_vma(dk, k), match_vma(ds, s))
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -93,15 +133,21 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 def bce_dice_totals(logits, labels, *, axis, pos_weight, class_weights, reduce_axes, smooth,
                     weights, where, reduction, axis_name) -> tuple[jax.Array, jax.Array]:
-  """Checks the inputs and returns the reduced ``(bce, dice)`` of the composition."""
+  """Checks the inputs and returns the reduced ``(bce, dice)`` of the composition.
+
+  ``weights`` and ``where`` are per image (a scalar or ``[B]``). For a per-image
+  (or finer) Dice they act on its ``[groups, C]`` losses; for a batch-level Dice
+  (``0`` in ``reduce_axes``) they act inside its sums (see ``overlap_sums``).
+  """
   x = _checks.float_input("logits", logits)
   y = _checks.real_input("labels", labels)
   _checks.check_reduction(reduction)
+  check_smooth(smooth)
   if y.shape != x.shape or x.ndim < 2:
     raise ValueError(f"`labels` has shape {tuple(y.shape)}; expected the shape of `logits` "
                      f"{tuple(x.shape)}, [B, ..., C] multi-hot targets.")
   ax, axes = class_and_reduce_axes(x.ndim, axis, reduce_axes)
-  c = x.shape[ax]
+  c = check_channels("logits", x, ax)
   dtype = _checks.compute_dtype(x, y)
   per_class = {}
   for name, v in (("pos_weight", pos_weight), ("class_weights", class_weights)):
@@ -110,41 +156,49 @@ def bce_dice_totals(logits, labels, *, axis, pos_weight, class_weights, reduce_a
       if v.shape != (c,):
         raise ValueError(f"`{name}` has shape {tuple(v.shape)}; expected ({c},), one value per "
                          f"class of `logits` {tuple(x.shape)} along axis {ax}.")
+      v = v.astype(dtype)
+      _checks.check_finite(name, v)
       _checks.check_nonnegative(name, v)
-      v = _per_class(v.astype(dtype), x.ndim, ax)
+      v = _per_class(v, x.ndim, ax)
     per_class[name] = v
   q = per_class["pos_weight"]
   q = jnp.ones((1,) * x.ndim, dtype) if q is None else q
   cw = per_class["class_weights"]
-  # BCE: weights and mask over the elements (prefix rule), class weights along `axis`.
-  w_b, m_b = _checks.weights_and_mask(weights, where, x.shape, dtype)
-  w_b = cw if w_b is None else (w_b if cw is None else w_b * cw)
-  b = reduction_coefficients(w_b, m_b, x.shape, dtype, reduction, axis_name)
-  # Dice: the same options over the [groups..., C] losses, laid out like the sums
-  # (size 1 on the summed axes) so they broadcast against the logits.
-  kept = [i for i in range(x.ndim) if i not in axes]
-  groups = [i for i in kept if i != ax]
-  loss_shape = tuple(x.shape[i] for i in groups) + (c,)
-  w_d, m_d = _checks.weights_and_mask(weights, where, loss_shape, dtype,
-                                      what="per-(group, class) loss")
+  # Per-image weights and mask, laid out to broadcast against the logits: [B, 1, ..., 1].
+  w_img, m_img = _checks.weights_and_mask(weights, where, x.shape[:1], dtype, what="per-image")
+
+  def per_image(v):
+    return None if v is None else v.reshape(v.shape + (1,) * (x.ndim - 1))
+
+  w_in, m_in = per_image(w_img), per_image(m_img)
+
+  def times_cw(v):
+    return cw if v is None else (v if cw is None else v * cw)
+
+  b = reduction_coefficients(times_cw(w_in), m_in, x.shape, dtype, reduction, axis_name)
+  # Dice: the [groups..., C] losses laid out like the sums (size 1 on the summed axes).
   sums_shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
-
-  def to_sums_layout(v):
-    if v is None:
-      return None
-    v = jnp.expand_dims(v, tuple(range(v.ndim, x.ndim)))
-    return jnp.moveaxis(v, list(range(len(groups) + 1)), groups + [ax])
-
-  w_d, m_d = to_sums_layout(w_d), to_sums_layout(m_d)
-  w_d = cw if w_d is None else (w_d if cw is None else w_d * cw)
   batch_reduced = 0 in axes
-  a = reduction_coefficients(w_d, m_d, sums_shape, dtype, reduction,
-                             None if batch_reduced else axis_name)
+  k = None
+  if batch_reduced:
+    # One loss per class over the batch: the images' weights and mask act in the sums.
+    present = m_img
+    if w_in is not None:
+      k = w_in  # zero under the mask (weights_and_mask)
+      present = w_img != 0
+    elif m_in is not None:
+      k = m_in.astype(dtype)
+    m_d = batch_level_mask(present, x.shape[0], x.ndim, axis_name)
+    a = reduction_coefficients(cw, m_d, sums_shape, dtype, reduction, None)
+  else:
+    a = reduction_coefficients(times_cw(w_in), m_in, sums_shape, dtype, reduction, axis_name)
   x, y = x.astype(dtype), y.astype(dtype)
-  _checks.check_finite("logits", x, where=m_b)
-  if m_b is not None:  # double-where: masked inputs never reach the arithmetic
-    x, y = jnp.where(m_b, x, 0), jnp.where(m_b, y, 0)
-  bce, dice = _fused(x, y, q, b, a, axes, float(smooth),
+  _checks.check_finite("logits", x, where=m_in)
+  _checks.check_finite("labels", y, where=m_in)
+  if m_in is not None:  # double-where: masked inputs never reach the arithmetic
+    zero = jnp.zeros((), dtype)
+    x, y = jnp.where(m_in, x, zero), jnp.where(m_in, y, zero)
+  bce, dice = _fused(x, y, q, b, a, k, jnp.asarray(smooth).astype(dtype), axes,
                      axis_name if batch_reduced else None)
   if axis_name is not None:
     bce = lax.psum(bce, axis_name)

@@ -89,7 +89,7 @@ def bool_input(name: str, x: jax.typing.ArrayLike) -> jax.Array:
 
 
 def integer_input(name: str, x: jax.typing.ArrayLike) -> jax.Array:
-  """``jnp.asarray(x)``, requiring integer (or bool) class ids, widened (see :func:`widen_labels`)."""
+  """``jnp.asarray(x)``: integer (or bool) class ids, widened (see :func:`widen_labels`)."""
   x = jnp.asarray(x)
   if not (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_):
     raise TypeError(f"`{name}` must hold integer class ids; got {_describe(x)}.")
@@ -119,7 +119,7 @@ def widen_labels(y: jax.Array) -> jax.Array:
 
 
 def check_ignore_index(ignore_index: Any) -> int | None:
-  """``ignore_index`` is ``None`` or a Python/NumPy integer (any value, inside or outside [0, C))."""
+  """``ignore_index`` is ``None`` or a Python/NumPy int (any value, inside or outside [0, C))."""
   if ignore_index is None:
     return None
   if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):

@@ -356,9 +356,10 @@ def softmax_cross_entropy(
   The value and gradient are a hand-written ``custom_vjp``: the backward pass is
   :math:`g_i (A_i p_i - a_i)` with :math:`a_{ik} = c_k y'_{ik}`,
   :math:`A_i = \sum_k a_{ik}`, and keeps only one log-sum-exp per element.
-  Reverse mode only (a hand-written ``custom_vjp``): ``jax.jvp``,
-  ``jax.jacfwd`` and ``jax.hessian`` raise JAX's ``TypeError``; use
-  ``jax.jacrev(jax.jacrev(f))`` for second derivatives.
+  Forward mode on the loss itself is not available (a hand-written
+  ``custom_vjp``): ``jax.jvp`` and ``jax.jacfwd`` raise JAX's ``TypeError``.
+  Second derivatives work, because the backward pass is plain JAX:
+  ``jax.hessian`` (forward over reverse) and ``jax.jacrev(jax.jacrev(f))``.
 
   Labels: integer class ids of any integer dtype, or bool (ids 0 and 1), are
   widened before any index arithmetic, so uint8 label maps give exactly the

@@ -10,11 +10,32 @@ import jax.numpy as jnp
 from jaxloss import _checks
 from jaxloss._bce_dice import bce_dice_totals
 from jaxloss._classification import softmax_cross_entropy
-from jaxloss._overlap import dice_loss
+from jaxloss._overlap import check_smooth, class_and_reduce_axes, dice_terms, option
 
 
 def _result(total, parts, return_components):
   return (total, parts) if return_components else total
+
+
+def _check_part_weights(**options) -> None:
+  """The parts' multipliers (``bce_weight``, ``dice_weight`` ...): finite scalars >= 0."""
+  for name, value in options.items():
+    _checks.scalar_option(name, value, low=0.0)
+
+
+def _combine(weight_a, part_a, weight_b, part_b) -> jax.Array:
+  dtype = part_a.dtype
+  return option(weight_a, dtype) * part_a + option(weight_b, dtype) * part_b
+
+
+def _check_per_image(name: str, value, batch: int) -> None:
+  """``weights`` / ``where`` of a composition: a scalar or ``[B]``, one value per image."""
+  if value is None:
+    return
+  shape = tuple(jnp.shape(value))
+  if shape not in ((), (batch,)):
+    raise ValueError(f"`{name}` has shape {shape}; a composition takes a scalar or one value "
+                     f"per image, shape ({batch},).")
 
 
 def sigmoid_bce_dice_loss(
@@ -41,35 +62,49 @@ def sigmoid_bce_dice_loss(
 
   * BCE is :func:`jaxloss.sigmoid_binary_cross_entropy` with ``pos_weight``
     and ``class_weights``, averaged over every pixel and class
-    (``reduction``; torch's ``binary_cross_entropy_with_logits`` mean).
+    (``reduction``; torch's ``binary_cross_entropy_with_logits`` mean). Per
+    element it is :math:`q y\,\mathrm{softplus}(-x) + (1-y)\,\mathrm{softplus}(x)`,
+    evaluated as two non-negative terms (no cancellation, exact at
+    :math:`y \in \{0, 1\}`, finite at :math:`\pm 3\cdot 10^{38}`).
   * Dice is :func:`jaxloss.dice_loss` on :math:`\sigma(x)`, one value per
     (group, class) over ``reduce_axes`` (default: per image; include 0 for
     per batch), weighted by ``class_weights``, reduced by ``reduction``.
+
+  ``weights`` and ``where`` are per image (a scalar or ``[B]``), whatever
+  ``reduce_axes``. A masked image leaves both parts, exactly as if sliced
+  away. With a per-image Dice they weight and mask its ``[B, C]`` losses; with
+  a batch-level Dice (0 in ``reduce_axes``) they act inside its sums, where an
+  image of weight :math:`w` counts :math:`w` times (so ``"weighted_mean"``
+  with integer weights equals repeating the images).
 
   Value and gradient are one hand-written ``custom_vjp`` (``_bce_dice.py``):
   one pass over the logits forms both totals and the Dice sums, one pass forms
   the whole gradient; only the ``[groups, C]`` sums are kept in between. It
   equals the sum of the two public losses, value and gradient (tested).
-  ``weights`` are per image (``[B]``) and apply to both parts.
+  Reverse mode only (a hand-written ``custom_vjp``): ``jax.jvp`` and
+  ``jax.jacfwd`` raise JAX's ``TypeError``; second derivatives work through
+  reverse mode first: ``jax.hessian`` (forward-over-reverse) and
+  ``jax.jacrev(jax.jacrev(f))``.
   With ``return_components=True`` the result is ``(total, {"bce": ..., "dice":
   ...})``, to log how much each part contributes; ``reduction="none"`` is not
   offered since the two parts have different shapes (call the parts directly).
 
   Equals MONAI ``DiceCELoss``-style sums of its parts; with ``bce_weight=0``
-  it is MONAI ``DiceLoss(sigmoid=True)``.
+  it is MONAI ``DiceLoss(sigmoid=True)``. A single channel (``C = 1``, binary
+  segmentation) is supported; ``C = 0`` raises ``ValueError``.
 
   Args:
     logits: ``[B, ..., C]`` logits.
-    labels: multi-hot targets, the shape of ``logits``.
-    bce_weight: :math:`\lambda_{bce}`.
-    dice_weight: :math:`\lambda_{dice}`.
+    labels: multi-hot targets (float, integer 0/1 or bool), the shape of ``logits``.
+    bce_weight: :math:`\lambda_{bce}`, a finite scalar ``>= 0``.
+    dice_weight: :math:`\lambda_{dice}`, a finite scalar ``>= 0``.
     pos_weight: optional ``[C]`` BCE positive weights.
     class_weights: optional ``[C]`` weights for both parts.
     axis: the class axis.
     reduce_axes: Dice grouping (see :func:`jaxloss.dice_loss`).
-    smooth: Dice smoothing.
-    weights: optional per-image weights ``[B]``.
-    where: optional per-image mask ``[B]`` (both parts).
+    smooth: Dice smoothing, a finite scalar ``>= 0``.
+    weights: optional per-image weights, a scalar or ``[B]`` (both parts).
+    where: optional per-image mask, a scalar or ``[B]`` (both parts).
     reduction: ``"mean"``, ``"sum"``, ``"weighted_mean"`` or
       ``"sum_by_nonzero_weights"``, for both parts.
     return_components: also return the two parts.
@@ -90,11 +125,17 @@ def sigmoid_bce_dice_loss(
   if reduction == "none":
     raise ValueError("`reduction='none'` is not offered for a composition; call "
                      "sigmoid_binary_cross_entropy and dice_loss for per-element values.")
+  _check_part_weights(bce_weight=bce_weight, dice_weight=dice_weight)
+  check_smooth(smooth)
+  shape = jnp.shape(logits)
+  if len(shape) >= 1:
+    _check_per_image("weights", weights, shape[0])
+    _check_per_image("where", where, shape[0])
   bce, dice = bce_dice_totals(
       logits, labels, axis=axis, pos_weight=pos_weight, class_weights=class_weights,
       reduce_axes=reduce_axes, smooth=smooth, weights=weights, where=where,
       reduction=reduction, axis_name=axis_name)
-  total = bce_weight * bce + dice_weight * dice
+  total = _combine(bce_weight, bce, dice_weight, dice)
   return _result(total, {"bce": bce, "dice": dice}, return_components)
 
 
@@ -123,35 +164,59 @@ def softmax_ce_dice_loss(
     L = \lambda_{ce}\,\mathrm{CE}(x, y) + \lambda_{dice}\,\mathrm{Dice}(\mathrm{softmax}(x), y)
 
   * CE is :func:`jaxloss.softmax_cross_entropy` with ``class_weights``,
-    ``ignore_index`` and ``label_smoothing``, reduced by ``reduction``. Note
-    that ``"mean"`` divides the class-weighted sum by the pixel count, which is
-    what MONAI's ``DiceCELoss`` gets from torch (it hands one-hot targets to
-    ``cross_entropy``, whose probability-target branch ignores the weights in
-    the denominator); pass ``reduction="weighted_mean"`` for the normalisation
-    of torch's integer-target ``cross_entropy(weight=...)``.
+    ``ignore_index`` and ``label_smoothing``, reduced by ``reduction``.
   * Dice is :func:`jaxloss.dice_loss` with ``activation="softmax"``, the same
-    ``class_weights`` (MONAI multiplies them into the per-class Dice) and
+    ``class_weights`` (MONAI multiplies them into the per-class Dice),
+    ``ignore_index`` (its pixels leave every Dice sum, as if sliced away) and
     ``reduction``.
 
-  Equals MONAI ``DiceCELoss(softmax=True, weight=class_weights,
-  lambda_ce=ce_weight, lambda_dice=dice_weight, smooth_nr=s, smooth_dr=s)`` on
-  one-hot targets, with ``reduction="mean"``. ``return_components=True``
-  returns ``(total, {"ce": ..., "dice": ...})``.
+  ``weights`` and ``where`` are per image (a scalar or ``[B]``), whatever
+  ``reduce_axes``: a masked image leaves both parts, exactly as if sliced
+  away. With a batch-level Dice (0 in ``reduce_axes``) they act inside its
+  sums, where an image of weight :math:`w` counts :math:`w` times.
+
+  MONAI mapping (only with MONAI's ``softmax=True``: its default
+  ``softmax=False`` feeds raw inputs to the Dice part, while the Dice part here
+  is always ``activation="softmax"``), ``DiceCELoss(softmax=True, weight=class_weights,
+  lambda_ce=ce_weight, lambda_dice=dice_weight, smooth_nr=s, smooth_dr=s)``
+  with its ``reduction="mean"``:
+
+  * ``to_onehot_y=False`` (one-hot targets): MONAI hands the one-hot targets
+    to torch's ``cross_entropy``, whose probability-target branch divides the
+    class-weighted sum by the pixel count. That is ``reduction="mean"`` here,
+    with one-hot or integer ``labels`` alike.
+  * ``to_onehot_y=True`` (one-channel integer targets): MONAI passes the
+    integer labels to ``cross_entropy(weight=...)``, which divides by the sum
+    of the pixels' class weights. MONAI's total is then
+    ``ce_weight * softmax_cross_entropy(x, y, class_weights=cw,
+    reduction="weighted_mean") + dice_weight * dice_loss(x, y,
+    activation="softmax", class_weights=cw, smooth=s)``; this composition's
+    single ``reduction="mean"`` equals it when ``class_weights`` is None (or
+    uniform 1).
+
+  A single channel (``C = 1``) raises ``ValueError``: softmax over one channel
+  is constant 1; use :func:`jaxloss.sigmoid_bce_dice_loss`. ``C = 0`` raises
+  too. ``return_components=True`` returns ``(total, {"ce": ..., "dice": ...})``.
+  Reverse mode only (its CE part is a hand-written ``custom_vjp``): ``jax.jvp``
+  and ``jax.jacfwd`` raise JAX's ``TypeError``; second derivatives work through
+  reverse mode first: ``jax.hessian`` (forward-over-reverse) and
+  ``jax.jacrev(jax.jacrev(f))``.
 
   Args:
     logits: ``[B, ..., C]`` logits.
-    labels: integer ids (shape without ``axis``) or one-hot labels.
-    ce_weight: :math:`\lambda_{ce}`.
-    dice_weight: :math:`\lambda_{dice}`.
+    labels: class ids of any integer dtype or bool (shape without ``axis``),
+      or one-hot labels.
+    ce_weight: :math:`\lambda_{ce}`, a finite scalar ``>= 0``.
+    dice_weight: :math:`\lambda_{dice}`, a finite scalar ``>= 0``.
     class_weights: optional ``[C]`` class weights for both parts.
     ignore_index: integer label left out of both parts.
     axis: the class axis.
     reduce_axes: Dice grouping (see :func:`jaxloss.dice_loss`).
     include_background: False leaves class 0 out of the Dice part.
-    smooth: Dice smoothing.
+    smooth: Dice smoothing, a finite scalar ``>= 0``.
     label_smoothing: CE label smoothing.
-    weights: optional per-image weights ``[B]`` for both parts.
-    where: optional per-image mask ``[B]`` for both parts.
+    weights: optional per-image weights, a scalar or ``[B]`` (both parts).
+    where: optional per-image mask, a scalar or ``[B]`` (both parts).
     reduction: ``"mean"``, ``"sum"``, ``"weighted_mean"`` or
       ``"sum_by_nonzero_weights"``, for both parts.
     return_components: also return the two parts.
@@ -171,15 +236,29 @@ def softmax_ce_dice_loss(
   if reduction == "none":
     raise ValueError("`reduction='none'` is not offered for a composition; call "
                      "softmax_cross_entropy and dice_loss for per-element values.")
+  _check_part_weights(ce_weight=ce_weight, dice_weight=dice_weight)
+  check_smooth(smooth)
   x = _checks.float_input("logits", logits)
   y = jnp.asarray(labels)
+  if x.ndim < 2:
+    raise ValueError(f"`logits` must be [B, ..., C] with a batch and a class axis; got shape "
+                     f"{tuple(x.shape)}.")
+  ax, _ = class_and_reduce_axes(x.ndim, axis, reduce_axes)
+  c = _checks.check_axis_size("logits", x, ax, "class axis")
+  if c == 1:
+    raise ValueError(f"`logits` has shape {tuple(x.shape)}: a single channel along the class "
+                     f"axis {ax}, where softmax is constant 1 (CE and Dice would be 0); use "
+                     "sigmoid_bce_dice_loss for one channel.")
+  _check_per_image("weights", weights, x.shape[0])
+  _check_per_image("where", where, x.shape[0])
   ce = softmax_cross_entropy(
       x, y, axis=axis, class_weights=class_weights, weights=weights, where=where,
       ignore_index=ignore_index, label_smoothing=label_smoothing,
       reduction=reduction, axis_name=axis_name)
-  dice = dice_loss(x, y, axis=axis, activation="softmax", reduce_axes=reduce_axes,
-                   class_weights=class_weights, include_background=include_background,
-                   smooth=smooth, weights=weights, where=where, ignore_index=ignore_index,
-                   reduction=reduction, axis_name=axis_name)
-  total = ce_weight * ce + dice_weight * dice
+  dice = dice_terms(x, y, axis=axis, activation="softmax", reduce_axes=reduce_axes,
+                    class_weights=class_weights, include_background=include_background,
+                    smooth=smooth, squared=False, weights=weights, where=where,
+                    ignore_index=ignore_index, reduction=reduction, axis_name=axis_name,
+                    per_image=True)
+  total = _combine(ce_weight, ce, dice_weight, dice)
   return _result(total, {"ce": ce, "dice": dice}, return_components)

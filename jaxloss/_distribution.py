@@ -162,9 +162,10 @@ def earth_mover_distance(
   \mathrm{sign}(\Delta_k)` times :math:`\mathrm{EMD}^{1-r}`, and the backward
   pass only scales it. It is finite everywhere and defined as 0 at
   ``predictions == targets``, where the root is not differentiable.
-  Reverse mode only for finite ``r`` (a hand-written ``custom_vjp``):
-  ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise JAX's ``TypeError``;
-  use ``jax.jacrev(jax.jacrev(f))`` for second derivatives.
+  For finite ``r`` forward mode on the loss itself is not available (a
+  hand-written ``custom_vjp``): ``jax.jvp`` and ``jax.jacfwd`` raise JAX's
+  ``TypeError``; ``jax.hessian`` (forward over reverse) and
+  ``jax.jacrev(jax.jacrev(f))`` work.
 
   Equals (p, q normalised, bins 1..N):
 

@@ -217,10 +217,10 @@ def propel_loss(
   representable. One floor: variances are :math:`s^2 + 10^{-30}`, so a raw std
   of exactly 0 gives no log(0); it changes no float32 variance above 1e-22.
 
-  The value and gradient are a hand-written ``custom_vjp``, so reverse mode
-  only: ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise JAX's
-  ``TypeError``; use ``jax.jacrev(jax.jacrev(f))`` for second derivatives (the
-  backward pass is differentiable again). Both passes sweep the full
+  The value and gradient are a hand-written ``custom_vjp``, so ``jax.jvp``
+  and ``jax.jacfwd`` of the loss raise JAX's ``TypeError``; ``jax.hessian``
+  (forward over reverse) and ``jax.jacrev(jax.jacrev(f))`` work, the backward
+  pass being differentiable again. Both passes sweep the full
   :math:`I \times I` grid one column at a time (no index lists), the backward
   pass over batch tiles that stay in cache; it keeps three numbers per example
   as residuals, and memory is O(B·I·D): never an ``[B, I, I]`` or

@@ -299,8 +299,11 @@ def test_custom_vjp_losses_are_reverse_mode_only_with_a_clear_error(name):
   x = jnp.array([[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]])
   with pytest.raises(TypeError, match="forward-mode"):
     jax.jvp(f, (x,), (jnp.ones_like(x),))
+  with pytest.raises(TypeError, match="forward-mode"):
+    jax.jacfwd(f)(x)
   hessian = jax.jacrev(jax.jacrev(f))(x)
   assert hessian.shape == (2, 3, 2, 3) and np.all(np.isfinite(hessian))
+  np.testing.assert_allclose(jax.hessian(f)(x), hessian, rtol=1e-5, atol=1e-7)
 
 
 def test_emd_large_order_does_not_underflow_to_zero():
