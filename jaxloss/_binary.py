@@ -33,6 +33,7 @@ def prepare_multilabel_inputs(logits, labels, *, axis, class_arrays, weights, wh
   if x.ndim == 0:
     raise ValueError("`logits` must have a class axis; got a scalar.")
   ax = _checks.normalize_axis("axis", axis, x.ndim)
+  _checks.check_axis_size("logits", x, ax, "class axis")
   dtype = _checks.compute_dtype(x, y)
   w, m = _checks.weights_and_mask(weights, where, x.shape, dtype)
   per_class = {}
@@ -46,8 +47,10 @@ def prepare_multilabel_inputs(logits, labels, *, axis, class_arrays, weights, wh
           f"`{name}` has shape {tuple(v.shape)}; expected ({x.shape[ax]},), one value per "
           f"class of `logits` {tuple(x.shape)} along axis {ax}."
       )
+    v = v.astype(dtype)
+    _checks.check_finite(name, v)
     _checks.check_nonnegative(name, v)
-    per_class[name] = _per_class(v.astype(dtype), x.ndim, ax)
+    per_class[name] = _per_class(v, x.ndim, ax)
   x, y = x.astype(dtype), y.astype(dtype)
   _checks.check_finite("logits", x, where=m)
   _checks.check_finite("labels", y, where=m)
@@ -80,8 +83,16 @@ def sigmoid_binary_cross_entropy(
     \qquad w = \mathrm{weights} \cdot c_c
 
   using :math:`-\log\sigma(x) = \mathrm{softplus}(-x)` and
-  :math:`-\log(1-\sigma(x)) = \mathrm{softplus}(x)`, finite for any logit.
-  The reduction is :func:`jaxloss.reduce_loss` over all elements.
+  :math:`-\log(1-\sigma(x)) = \mathrm{softplus}(x)`, with
+  :math:`\mathrm{softplus}(\pm x) = \max(\pm x, 0) + \mathrm{log1p}(e^{-|x|})`
+  and :math:`1 - y' = (1-\varepsilon)(1-y) + \varepsilon/2`. Every term is
+  non-negative, so nothing cancels: each element is accurate to a few ulps
+  (also for confidently correct logits, where the loss is tiny), exact at
+  :math:`y \in \{0, 1\}`, and finite for any finite logit (±3e38 included)
+  whenever the true loss is representable. The gradient
+  :math:`\partial l/\partial x = -q_c y' \sigma(-x) + (1-y') \sigma(x)` uses a
+  stable :math:`\sigma` (1/2 at 0, not a subgradient). The reduction is
+  :func:`jaxloss.reduce_loss` over all elements.
 
   Equals:
 
@@ -91,7 +102,8 @@ def sigmoid_binary_cross_entropy(
     ``"mean"``; our ``"weighted_mean"`` divides by the total weight instead);
   * ``tf.nn.weighted_cross_entropy_with_logits(y, x, pos_weight=q)`` per
     element;
-  * ``optax.sigmoid_binary_cross_entropy(x, y)`` per element without weights.
+  * ``optax.sigmoid_binary_cross_entropy(x, y)`` per element (value and
+    gradient) without weights.
   * Keras ``BinaryCrossentropy(from_logits=True, label_smoothing=ε)`` uses the
     same smoothing :math:`y(1-\varepsilon) + \varepsilon/2`.
 
@@ -119,16 +131,13 @@ def sigmoid_binary_cross_entropy(
     >>> [[round(v, 4) for v in row] for row in losses.tolist()]
     [[0.0486, 0.1269], [0.6931, 0.0]]
   """
-  if not 0.0 <= label_smoothing <= 1.0:
-    raise ValueError(f"`label_smoothing` must lie in [0, 1]; got {label_smoothing!r}.")
-  x, y, pc, w, m, _, _ = prepare_multilabel_inputs(
+  _checks.scalar_option("label_smoothing", label_smoothing, low=0.0, high=1.0)
+  x, y, pc, w, m, _, dtype = prepare_multilabel_inputs(
       logits, labels, axis=axis, class_arrays={"pos_weight": pos_weight,
                                                "class_weights": class_weights},
       weights=weights, where=where, reduction=reduction)
-  if label_smoothing:
-    y = (1 - label_smoothing) * y + 0.5 * label_smoothing
-  q = pc["pos_weight"]
-  loss = _bce(x, y, jnp.ones((), x.dtype) if q is None else q)
+  y, y_bar = smoothed_labels(y, label_smoothing, dtype)
+  loss = bce_terms(x, y, y_bar, pc["pos_weight"])
   cw = pc["class_weights"]
   if cw is not None:
     w = cw if w is None else w * cw
@@ -136,40 +145,69 @@ def sigmoid_binary_cross_entropy(
   return reduce_weighted(wl, w, m, reduction, axis_name)
 
 
-@jax.custom_jvp
-def softplus(x: jax.Array) -> jax.Array:
-  # softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^−|x|): no overflow at ±1e4.
-  return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+def smoothed_labels(y: jax.Array, eps, dtype) -> tuple[jax.Array, jax.Array]:
+  """``(y', 1 − y')`` with ``y' = (1 − ε) y + ε/2``, each formed without cancellation.
 
-
-@softplus.defjvp
-def _softplus_jvp(primals, tangents):
-  # softplus' = σ(x) = exp(x − softplus(x)). Autodiff of the max/abs form would pick
-  # inconsistent subgradients at x = 0 (max: 1/2, abs: ±1) and return 0 instead of 1/2.
-  (x,), (dx,) = primals, tangents
-  sp = softplus(x)
-  return sp, jnp.exp(x - sp) * dx
-
-
-@jax.custom_jvp
-def _bce(x: jax.Array, y: jax.Array, q: jax.Array) -> jax.Array:
-  """q·y·softplus(−x) + (1 − y)·softplus(x), per element.
-
-  With softplus(−x) = softplus(x) − x this is (q y + 1 − y)·softplus(x) − q y x:
-  one softplus per element, finite for any logit.
+  ``1 − y'`` is ``(1 − ε)(1 − y) + ε/2``, not ``1 − y'``: at ``y = 1`` and a
+  small ``ε`` the subtraction would lose the digits of ``ε/2``. ``1 − y`` is
+  exact for ``y ∈ {0, 1}`` (and for ``y ≥ 1/2``).
   """
-  qy = q * y
-  return (qy + 1 - y) * softplus(x) - qy * x
+  y_bar = 1 - y
+  try:
+    if float(eps) == 0.0:
+      return y, y_bar
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+    pass  # a traced ε: apply the formula, which is exact at ε = 0 too
+  eps = jnp.asarray(eps, dtype)
+  keep, half = 1 - eps, eps / 2
+  return keep * y + half, keep * y_bar + half
 
 
-@_bce.defjvp
-def _bce_jvp(primals, tangents):
-  # ∂l/∂x = (q y + 1 − y)·σ(x) − q y, with σ(x) = exp(x − softplus(x));
-  # ∂l/∂y = q·(softplus(x) − x) − softplus(x);  ∂l/∂q = y·(softplus(x) − x).
-  # Written by hand so XLA computes value and gradient from x alone, saving nothing.
-  (x, y, q), (dx, dy, dq) = primals, tangents
-  sp = softplus(x)
-  qy = q * y
-  value = (qy + 1 - y) * sp - qy * x
-  grad_x = (qy + 1 - y) * jnp.exp(x - sp) - qy
-  return value, grad_x * dx + (q * (sp - x) - sp) * dy + y * (sp - x) * dq
+@jax.custom_jvp
+def sigmoid_parts(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """``(σ(x), σ(−x), softplus(x), softplus(−x))``, each to a few ulps, finite for any x.
+
+  With ``e = exp(−|x|) ∈ (0, 1]`` and ``L = log1p(e)``: ``softplus(±x) =
+  max(±x, 0) + L`` (two non-negative terms, so relatively accurate even where
+  it is tiny), ``σ(|x|) = 1/(1 + e)`` and ``σ(−|x|) = e/(1 + e)`` (no ``1 − σ``).
+  One ``exp`` and one ``log1p`` per element. At ±3e38 ``e = 0``: σ is 0 or 1 and
+  softplus is ``max(±x, 0)``.
+
+  The derivatives are written by hand (``σ' = σ(x) σ(−x)``, ``softplus' = σ``):
+  autodiff of the ``max``/``abs`` form would pick inconsistent subgradients at
+  ``x = 0`` (``abs'(0) = 0``) and return e.g. ``softplus'(0) = 0`` instead of 1/2.
+  They are expressed through ``sigmoid_parts`` itself, so every order is exact.
+  """
+  e = jnp.exp(-jnp.abs(x))
+  log_term = jnp.log1p(e)
+  nonneg = x >= 0
+  r = 1 / (1 + e)
+  er = e * r
+  p, p_neg = jnp.where(nonneg, r, er), jnp.where(nonneg, er, r)
+  return p, p_neg, jnp.maximum(x, 0) + log_term, jnp.maximum(-x, 0) + log_term
+
+
+@sigmoid_parts.defjvp
+def _sigmoid_parts_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  p, p_neg, sp_pos, sp_neg = sigmoid_parts(x)
+  dp = p * p_neg * dx
+  return (p, p_neg, sp_pos, sp_neg), (dp, -dp, p * dx, -p_neg * dx)
+
+
+def softplus(x: jax.Array) -> jax.Array:
+  """``log(1 + e^x)``, accurate and finite for any x, with ``softplus'(0) = 1/2`` exactly."""
+  return sigmoid_parts(x)[2]
+
+
+def bce_terms(x: jax.Array, y: jax.Array, y_bar: jax.Array,
+              q: jax.Array | None = None) -> jax.Array:
+  """``q·y·softplus(−x) + y_bar·softplus(x)`` per element (``q = 1`` if None).
+
+  Two non-negative terms (``y, y_bar ∈ [0, 1]``, ``q ≥ 0``): no cancellation,
+  exact at ``y ∈ {0, 1}``, finite at ±3e38 when the true value is. Its
+  derivative in ``x`` is ``−q·y·σ(−x) + y_bar·σ(x)`` (through ``sigmoid_parts``).
+  """
+  _, _, sp_pos, sp_neg = sigmoid_parts(x)
+  qy = y if q is None else q * y
+  return qy * sp_neg + y_bar * sp_pos

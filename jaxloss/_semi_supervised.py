@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._classification import _class_reduce, _class_sum, _logsumexp, softmax_cross_entropy
+from jaxloss._classification import _class_reduce, _class_sum, softmax_cross_entropy
 from jaxloss._reduction import reduce_elements, reduce_weighted
 
 
@@ -23,15 +23,18 @@ def labeled_mask(
     m_i = y_i \ne \mathrm{ignore\_index} \ \text{(integer labels)}
 
   A missing label is an all-zero one-hot (or probability) row, or an integer
-  label equal to ``ignore_index``. The shape is static (``labels.shape``
-  without ``axis`` for one-hot rows, ``labels.shape`` for integer labels), so
-  the mask works under :func:`jax.jit` where boolean indexing would not. With
-  integer labels and no ``ignore_index`` every element is labeled. The same
-  rule is applied inside :func:`jaxloss.softmax_cross_entropy` and
-  :func:`jaxloss.accuracy`.
+  label equal to ``ignore_index``. Integer labels of every width (int8 to
+  int64, uint8 to uint32) are widened first, so e.g. uint8 labels with
+  ``ignore_index=-1`` or int8 labels with ``ignore_index=255`` compare by
+  value, never wrap; bool labels are one-hot (multi-hot) rows. The shape is
+  static (``labels.shape`` without ``axis`` for one-hot rows, ``labels.shape``
+  for integer labels), so the mask works under :func:`jax.jit` where boolean
+  indexing would not. With integer labels and no ``ignore_index`` every
+  element is labeled. The same rule is applied inside
+  :func:`jaxloss.softmax_cross_entropy` and :func:`jaxloss.accuracy`.
 
   Args:
-    labels: integer class ids, or one-hot/probability rows (any real dtype).
+    labels: integer class ids, or one-hot/probability rows (floating or bool).
     axis: the class axis of one-hot labels (unused for integer labels).
     ignore_index: the integer label that marks a missing label.
 
@@ -47,10 +50,13 @@ def labeled_mask(
     [True, False, True]
   """
   y = _checks.real_input("labels", labels)
+  ignore_index = _checks.check_ignore_index(ignore_index)
   if jnp.issubdtype(y.dtype, jnp.integer):
     if ignore_index is None:
       return jnp.ones(y.shape, jnp.bool_)
-    return y != jnp.asarray(ignore_index, y.dtype)
+    y = _checks.widen_labels(y)
+    # A Python int compares by value against the widened labels (no cast, no wrap).
+    return y != ignore_index
   if ignore_index is not None:
     raise ValueError("`ignore_index` only applies to integer labels.")
   if y.ndim == 0:
@@ -84,7 +90,10 @@ def multi_head_loss(
 
   Pass per-element losses computed with ``reduction="none"`` and the same
   ``where``: the losses then keep masked (e.g. NaN) inputs out of their own
-  arithmetic, and masked elements contribute neither value nor gradient.
+  arithmetic. Masked elements contribute neither value nor gradient, with
+  respect to the losses and to the weights, even when a masked loss or weight
+  is NaN or inf. :func:`jaxloss.checked` reports unmasked NaN or inf losses
+  and weights, and negative weights.
 
   Equals Keras ``compile(loss={...}, loss_weights={...})`` with a 0/1
   ``sample_weight`` per output and losses built with
@@ -93,7 +102,8 @@ def multi_head_loss(
 
   Args:
     losses: head name -> per-element losses (any floating dtype and shape).
-    loss_weights: head name -> scalar :math:`\lambda_h` (1 if absent).
+    loss_weights: head name -> scalar :math:`\lambda_h \ge 0` (1 if absent);
+      a concrete NaN, inf or negative value raises ``ValueError``.
     wheres: head name -> boolean mask over that head's elements, e.g.
       :func:`jaxloss.labeled_mask` of its labels ([B] aligns with [B, ...]).
     weights: head name -> non-negative per-element weights.
@@ -136,11 +146,15 @@ def multi_head_loss(
   for h, l in ls.items():
     w, m = _head_weights_and_mask(h, options["weights"].get(h), options["wheres"].get(h),
                                   l.shape, dtype)
+    _checks.check_finite(f"losses[{h!r}]", l, where=m)
+    # reduce_elements selects masked losses away before they meet the weights.
     per_head[h] = reduce_elements(l.astype(dtype), w, m, reduction, axis_name)
-    lam = _checks.real_input(f"loss_weights[{h!r}]", options["loss_weights"].get(h, 1.0))
-    if lam.ndim:
-      raise ValueError(f"`loss_weights[{h!r}]` must be a scalar; got shape {tuple(lam.shape)}.")
-    _checks.check_nonnegative(f"loss_weights[{h!r}]", lam)
+    name = f"loss_weights[{h!r}]"
+    lam = options["loss_weights"].get(h, 1.0)
+    _checks.scalar_option(name, lam, low=0.0)
+    lam = _checks.real_input(name, lam)
+    _checks.check_finite(name, lam)
+    _checks.check_nonnegative(name, lam)
     total = total + lam.astype(dtype) * per_head[h]
   return total, per_head
 
@@ -155,7 +169,12 @@ def _head_weights_and_mask(head, weights, where, shape, dtype):
     name = f"weights[{head!r}]"
     w = _checks.align_to_loss(name, _checks.real_input(name, weights), shape,
                               f"loss of {head!r}").astype(dtype)
+    _checks.check_finite(name, w, where=m)
     _checks.check_nonnegative(name, w, where=m)
+    if m is not None:
+      # As in _checks.weights_and_mask: a NaN/inf weight under the mask leaves here
+      # (double where), so it has zero value and zero gradient.
+      w = jnp.where(m, w, jnp.zeros((), dtype))
   return w, m
 
 
@@ -173,6 +192,7 @@ def _class_logits(names, arrays, axis, weights, where, reduction):
       raise ValueError(f"`{n}` has shape {tuple(x.shape)}; expected the shape of "
                        f"`{names[0]}` {tuple(xs[0].shape)}.")
   ax = _checks.normalize_axis("axis", axis, xs[0].ndim)
+  _checks.check_axis_size(names[0], xs[0], ax, "class axis")
   elem_shape = xs[0].shape[:ax] + xs[0].shape[ax + 1:]
   dtype = _checks.compute_dtype(*xs)
   w, m = _checks.weights_and_mask(weights, where, elem_shape, dtype)
@@ -186,8 +206,32 @@ def _class_logits(names, arrays, axis, weights, where, reduction):
 
 
 def _log_softmax(x: jax.Array, axis: int) -> jax.Array:
-  # log softmax(x) = x − logsumexp(x): finite at ±1e4 logits, no log(0).
-  return x - jnp.expand_dims(_logsumexp(x, axis), axis)
+  """``log softmax(x) = (x − max x) − log Σ exp(x − max x)``: no ``log(0)``, no overflow.
+
+  Shifted first, never ``x − (max x + log Σ)``: at ``|max x| ~ 3e38`` that sum
+  would absorb the ``log Σ``. The shift is under ``stop_gradient`` (the result
+  does not depend on it). ``−inf`` only where ``p = 0`` exactly (``x − max x``
+  overflows at ±3e38 logits), which the callers select away.
+  """
+  z = x - lax.stop_gradient(jnp.expand_dims(_class_reduce(jnp.maximum, x, axis), axis))
+  return z - jnp.expand_dims(jnp.log(_class_sum(jnp.exp(z), axis)), axis)
+
+
+def _log_softmax_tempered(x: jax.Array, temperature, axis: int) -> jax.Array:
+  """``log softmax(x / T)`` from ``(x − max x) / T`` (<= 0, max 0): ``x / T`` itself
+  overflows at 3e38 for T < 1."""
+  m = lax.stop_gradient(jnp.expand_dims(_class_reduce(jnp.maximum, x, axis), axis))
+  u = (x - m) / jnp.asarray(temperature, x.dtype)
+  return u - jnp.expand_dims(jnp.log(_class_sum(jnp.exp(u), axis)), axis)
+
+
+def _x_log_y(p: jax.Array, log_q: jax.Array) -> jax.Array:
+  """``p · log_q`` with the term 0 where ``p == 0`` (also when ``log_q = −inf``).
+
+  Double where: ``log_q`` is replaced *before* the product, so neither the value
+  nor the gradient ever forms ``0 · inf``.
+  """
+  return p * jnp.where(p > 0, log_q, jnp.zeros((), log_q.dtype))
 
 
 def pseudo_label_cross_entropy(
@@ -232,8 +276,9 @@ def pseudo_label_cross_entropy(
   Args:
     logits: student logits (differentiated), with a class axis.
     teacher_logits: teacher logits, the shape of ``logits`` (never differentiated).
-    threshold: confidence threshold :math:`\tau \in [0, 1]` (may be traced).
-    temperature: :math:`T > 0` for the soft targets.
+    threshold: confidence threshold :math:`\tau \in [0, 1]`, a scalar (may be
+      traced; a concrete NaN or out-of-range value raises ``ValueError``).
+    temperature: :math:`T > 0` for the soft targets, a finite scalar.
     hard: argmax targets if True, sharpened probabilities if False.
     axis: the class axis.
     weights: optional per-example weights.
@@ -256,12 +301,7 @@ def pseudo_label_cross_entropy(
     >>> round(float(loss), 4), float(frac)               # CE(row 0, class 0) / 2
     (0.1566, 0.5)
   """
-  try:
-    static_threshold = float(threshold)
-  except (TypeError, jax.errors.ConcretizationTypeError):  # traced: a schedule
-    static_threshold = 0.0
-  if not 0.0 <= static_threshold <= 1.0:
-    raise ValueError(f"`threshold` must lie in [0, 1]; got {threshold!r}.")
+  _checks.scalar_option("threshold", threshold, low=0.0, high=1.0)  # traced: a schedule
   _checks.check_static_positive("temperature", temperature)
   (x, t), ax, w, m, dtype = _class_logits(
       ("logits", "teacher_logits"), (logits, teacher_logits), axis, weights, where, reduction)
@@ -272,8 +312,7 @@ def pseudo_label_cross_entropy(
   if hard:
     targets = jnp.argmax(t, axis=ax)
   else:
-    u = t / jnp.asarray(temperature, dtype)
-    targets = jnp.exp(_log_softmax(u, ax))
+    targets = jnp.exp(_log_softmax_tempered(t, temperature, ax))
   ce = softmax_cross_entropy(x, targets, axis=ax, where=m, reduction="none")
   c = confident.astype(dtype)
   w_eff = c if w is None else c * w
@@ -298,8 +337,9 @@ def entropy_minimization_loss(
   .. math::
     l_i = H(p_i) = -\sum_k p_{ik} \log p_{ik}, \qquad p = \mathrm{softmax}(x)
 
-  in nats, evaluated as :math:`-\sum_k p_k (x_k - \mathrm{lse}(x))`, which is
-  exact at ±1e4 logits (no ``log(0)``, no cancellation). Minimising it on
+  in nats, evaluated as :math:`-\sum_k p_k (x_k - \mathrm{lse}(x))` with the
+  term 0 where :math:`p_k = 0`: no ``log(0)``, no cancellation, and finite
+  value and gradient for any finite logits (±3e38 included). Minimising it on
   unlabeled examples pushes decision boundaries away from the data.
 
   Equals ``torch.distributions.Categorical(logits=x).entropy()``,
@@ -328,7 +368,8 @@ def entropy_minimization_loss(
   """
   (x,), ax, w, m, _ = _class_logits(("logits",), (logits,), axis, weights, where, reduction)
   log_p = _log_softmax(x, ax)
-  return reduce_elements(-_class_sum(jnp.exp(log_p) * log_p, ax), w, m, reduction, axis_name)
+  h = -_class_sum(_x_log_y(jnp.exp(log_p), log_p), ax)
+  return reduce_elements(h, w, m, reduction, axis_name)
 
 
 def consistency_loss(
@@ -353,9 +394,12 @@ def consistency_loss(
     \text{"kl"}: l_i = \sum_k q_{ik} (\log q_{ik} - \log p_{ik}), \qquad
     \text{"mse"}: l_i = \frac{1}{C} \sum_k (p_{ik} - q_{ik})^2
 
-  ``"kl"`` is :math:`\mathrm{KL}(q \,\|\, p)` from log-softmaxes (finite at
-  ±1e4 logits). ``"mse"`` **averages** over the :math:`C` classes, the
-  convention of MixMatch, the Π-model and Mean Teacher. :math:`T < 1`
+  ``"kl"`` is :math:`\mathrm{KL}(q \,\|\, p)` from log-softmaxes, with the
+  term 0 where :math:`q_k = 0`, and :math:`q` from :math:`(b - \max b) / T`
+  (``b / T`` would overflow): finite value and gradient for any finite logits
+  (±3e38 included) wherever the true KL is finite. ``"mse"`` **averages**
+  over the :math:`C` classes, the convention of MixMatch, the Π-model and
+  Mean Teacher. :math:`T < 1`
   sharpens the target, as UDA's softmax temperature and MixMatch's
   sharpening :math:`q^{1/T} / \sum q^{1/T}` do.
 
@@ -373,7 +417,7 @@ def consistency_loss(
     logits_a: prediction logits (differentiated), with a class axis.
     logits_b: target logits, the shape of ``logits_a``.
     kind: ``"kl"`` or ``"mse"``.
-    temperature: :math:`T > 0` applied to ``logits_b``.
+    temperature: :math:`T > 0` applied to ``logits_b``, a finite scalar.
     stop_gradient: if True (default) no gradient flows into ``logits_b``.
     axis: the class axis.
     weights: optional per-element weights.
@@ -399,11 +443,11 @@ def consistency_loss(
   if stop_gradient:
     b = lax.stop_gradient(b)
   log_p = _log_softmax(a, ax)
-  log_q = _log_softmax(b / jnp.asarray(temperature, dtype), ax)
+  log_q = _log_softmax_tempered(b, temperature, ax)
   q = jnp.exp(log_q)
   if kind == "kl":
-    # q·(log q − log p) from log-softmaxes: where q underflows to 0 the term is 0·finite.
-    per = _class_sum(q * (log_q - log_p), ax)
+    # q·(log q − log p) from log-softmaxes, 0 where q = 0 (log q may be −inf there).
+    per = _class_sum(_x_log_y(q, log_q - log_p), ax)
   else:
     per = _class_sum(jnp.square(jnp.exp(log_p) - q), ax) / a.shape[ax]
   return reduce_elements(per, w, m, reduction, axis_name)

@@ -204,8 +204,12 @@ def test_focal_losses_equal_keras_and_monai():
   alpha = np.array([0.75, 0.25, 0.25, 0.25])  # MONAI: 1 - alpha for the background
   ours = jaxloss.softmax_focal_loss(X, y, gamma=2.0, alpha=alpha, reduction="sum")
   np.testing.assert_allclose(ours / (y.size * 4), MONAI_SOFTMAX_FOCAL["mean"], rtol=1e-6)
+  # MONAI's "sum" averages over the spatial axes first: ours / (H·W), H·W = 3·2.
+  np.testing.assert_allclose(ours / 6, MONAI_SOFTMAX_FOCAL["sum"], rtol=1e-6)
   np.testing.assert_allclose(jaxloss.sigmoid_focal_loss(Z, T, gamma=2.0, alpha=0.25),
                              MONAI_SIGMOID_FOCAL["mean"], rtol=1e-6)
+  ours = jaxloss.sigmoid_focal_loss(Z, T, gamma=2.0, alpha=0.25, reduction="sum")
+  np.testing.assert_allclose(ours / 3, MONAI_SIGMOID_FOCAL["sum"], rtol=1e-6)  # spatial 3
   np.testing.assert_allclose(jaxloss.sigmoid_focal_loss(Z, T, gamma=2.0, alpha=0.25),
                              KERAS_BINARY_FOCAL, rtol=1e-6)
 
@@ -214,6 +218,12 @@ def test_focal_losses_equal_optax_and_reduce_to_ce():
   np.testing.assert_allclose(
       jaxloss.sigmoid_focal_loss(Z, T, gamma=2.0, alpha=0.25, reduction="none"),
       optax.sigmoid_focal_loss(Z, T, alpha=0.25, gamma=2.0), rtol=1e-10)
+  # The defaults differ: ours alpha=0.25 (torchvision), optax's alpha=None.
+  np.testing.assert_allclose(
+      jaxloss.sigmoid_focal_loss(Z, T, alpha=None, reduction="none"),
+      optax.sigmoid_focal_loss(Z, T), rtol=1e-10)
+  assert not np.allclose(jaxloss.sigmoid_focal_loss(Z, T, reduction="none"),
+                         optax.sigmoid_focal_loss(Z, T))
   y = np.where(Y == 255, 0, Y)
   np.testing.assert_allclose(jaxloss.softmax_focal_loss(X, y, gamma=0.0),
                              jaxloss.softmax_cross_entropy(X, y), rtol=1e-12)
