@@ -445,7 +445,11 @@ def check_probabilities(
   if value_checks_enabled():
     total = jnp.sum(p.astype(jnp.float32), axis=axis)
     ok = _masked(where, jnp.abs(total - 1) <= atol)
-    _check(jnp.all(p >= 0), f"`{name}` has negative probabilities (min {{m}}).", m=jnp.min(p))
+    nonneg = p >= 0
+    if where is not None:
+      nonneg = _masked(jnp.expand_dims(where, axis), nonneg)
+    _check(jnp.all(nonneg), f"`{name}` has negative probabilities (min {{m}}).",
+           m=jnp.min(jnp.where(nonneg, jnp.inf, p.astype(jnp.float32)), initial=jnp.inf))
     _check(jnp.all(ok), f"`{name}` does not sum to 1 along axis {axis} (e.g. {{s}}); "
            "jaxloss never renormalises silently.",
            s=total.reshape(-1)[jnp.argmax(~ok.reshape(-1))])

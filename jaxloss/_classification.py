@@ -176,17 +176,27 @@ def take_class(values: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.take(values, idx, mode="fill", fill_value=jnp.nan)
 
 
-def _logsumexp(x: jax.Array, axis: int) -> jax.Array:
-  # log Σ exp(x) = m + log Σ exp(x − m), m = max(x): no overflow at ±1e4 logits.
-  # Returned without the class axis: a kept size-1 axis costs XLA:CPU a layout copy.
+def _logsumexp(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+  """``(m, log Σ exp(x − m))`` with ``m = max(x)``: the log-sum-exp as a pair.
+
+  lse = m + log Σ exp(x − m) never overflows, but at the float32 range limit the
+  sum m + log(...) rounds the log away (3e38 + log 2 == 3e38), so −log p = lse − x
+  is formed as log(...) − (x − m) from the pair. Both come back without the class
+  axis: a kept size-1 axis costs XLA:CPU a layout copy.
+  """
   m = _class_reduce(jnp.maximum, x, axis)
-  return m + jnp.log(_class_sum(jnp.exp(x - jnp.expand_dims(m, axis)), axis))
+  return m, jnp.log(_class_sum(jnp.exp(x - jnp.expand_dims(m, axis)), axis))
+
+
+def _softmax(x: jax.Array, lse: tuple[jax.Array, jax.Array], axis: int) -> jax.Array:
+  m, ls = (jnp.expand_dims(v, axis) for v in lse)
+  return jnp.exp((x - m) - ls)
 
 
 # ---------------------------------------------------------------- integer labels
 # loss_i = Σ_c a_ic (lse_i − x_ic), a_ic = (1−ε)·cw_{y_i}·[c = y_i] + (ε/C)·cw_c.
 # With A_i = Σ_c a_ic:  ∂loss_i/∂x_ik = A_i softmax(x_i)_k − a_ik.
-# The only residual kept for the backward pass is lse (one value per element).
+# The residuals kept for the backward pass are the lse pair (two values per element).
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
@@ -194,14 +204,21 @@ def _ce_int(x, labels, cw_y, cw, axis, eps, dtype):
   return _ce_int_fwd(x, labels, cw_y, cw, axis, eps, dtype)[0]
 
 
-def _half_neg_logp(x: jax.Array, lse: jax.Array, axis: int) -> jax.Array:
-  """(lse − x) / 2, formed as lse/2 − x/2: finite for every pair of finite floats.
+def _half_neg_logp(x: jax.Array, lse: tuple[jax.Array, jax.Array], axis: int) -> jax.Array:
+  """(lse − x) / 2 = log(Σ)/2 − (x/2 − m/2): finite for every pair of finite floats.
 
   At the float32 range limit lse − x itself overflows (3e38 − (−3e38)), while
   a coefficient times it is often representable (ε/C · 6e38), and a zero
   coefficient times inf would be NaN. Callers scale the halves, then double.
   """
-  return 0.5 * jnp.expand_dims(lse, axis) - 0.5 * x
+  m, ls = (jnp.expand_dims(v, axis) for v in lse)
+  return 0.5 * ls - (0.5 * x - 0.5 * m)
+
+
+def _nll(x: jax.Array, labels: jax.Array, lse: tuple[jax.Array, jax.Array], axis: int):
+  """−log p of each element's label, log(Σ) − (x_y − m); NaN for an invalid label."""
+  m, ls = lse
+  return ls - (_take_label(x, labels, axis) - m)
 
 
 def _smoothing_terms(x, lse, cw, axis, eps):
@@ -217,7 +234,7 @@ def _smoothing_terms(x, lse, cw, axis, eps):
 def _ce_int_fwd(x_in, labels, cw_y, cw, axis, eps, dtype):
   x = x_in.astype(dtype)
   lse = _logsumexp(x, axis)
-  nll = lse - _take_label(x, labels, axis)
+  nll = _nll(x, labels, lse, axis)
   loss = nll if cw_y is None else cw_y * nll
   if eps:
     loss = (1 - eps) * loss + _smoothing_terms(x, lse, cw, axis, eps)[0]
@@ -240,9 +257,8 @@ def _ce_int_bwd(axis, eps, dtype, res, g):
       a = a + (eps / x.shape[axis]) * jnp.expand_dims(
           cw, tuple(i for i in range(x.ndim) if i != axis))
   ge = jnp.expand_dims(g, axis)
-  lse_c = jnp.expand_dims(lse, axis)
-  dx = ge * (jnp.expand_dims(big_a, axis) * jnp.exp(x - lse_c) - a)
-  nll = lse - _take_label(x, labels, axis)
+  dx = ge * (jnp.expand_dims(big_a, axis) * _softmax(x, lse, axis) - a)
+  nll = _nll(x, labels, lse, axis)
   # ∂loss_i/∂cw_{y_i} = (1−ε)(lse_i − x_{i,y_i}); ∂loss_i/∂cw_c = (ε/C)(lse_i − x_ic).
   dcw_y = None if cw_y is None else (1 - eps) * g * nll
   dcw = None
@@ -286,10 +302,9 @@ def _ce_prob_bwd(axis, eps, dtype, res, g):
   x_in, y, cw, lse = res
   x = x_in.astype(dtype)
   half = _half_neg_logp(x, lse, axis)
-  lse = jnp.expand_dims(lse, axis)
   a = _coefficients(y, cw, axis, eps)
   ge = jnp.expand_dims(g, axis)
-  dx = ge * (jnp.expand_dims(_class_sum(a, axis), axis) * jnp.exp(x - lse) - a)
+  dx = ge * (jnp.expand_dims(_class_sum(a, axis), axis) * _softmax(x, lse, axis) - a)
   dy = 2 * ((ge * (1 - eps)) * half)
   if cw is not None:
     cwb = jnp.expand_dims(cw, tuple(i for i in range(y.ndim) if i != axis))

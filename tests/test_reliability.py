@@ -141,6 +141,15 @@ def test_one_hot_cross_entropy_is_finite_at_the_float32_range_limit():
   np.testing.assert_allclose(smoothed, (0.1 / 3) * (6e38 + 3e38), rtol=1e-5)
 
 
+def test_cross_entropy_keeps_the_log_of_the_sum_at_the_float32_range_limit():
+  # Two classes tied at 3e38: −log p = log 2, which m + log Σ (3e38 + 0.69) would round away.
+  x = jnp.array([[3e38, 3e38, -3e38]])
+  for y in (jnp.array([0]), jnp.array([[1.0, 0.0, 0.0]])):
+    value, grad = jax.value_and_grad(lambda x, y=y: jaxloss.softmax_cross_entropy(x, y))(x)
+    np.testing.assert_allclose(value, math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(grad, [[-0.5, 0.5, 0.0]], atol=1e-7)
+
+
 # ---------------------------------------------------------------- empty and degenerate sizes
 
 _EMPTY_CALLS = {
