@@ -28,10 +28,10 @@ from jaxloss._metrics import confusion_matrix as confusion_matrix
 from jaxloss._metrics import dice_per_class as dice_per_class
 from jaxloss._metrics import iou_per_class as iou_per_class
 from jaxloss._metrics import mean_iou as mean_iou
-from jaxloss._overlap import dice_loss as dice_loss
-from jaxloss._overlap import generalized_dice_loss as generalized_dice_loss
-from jaxloss._overlap import jaccard_loss as jaccard_loss
-from jaxloss._overlap import tversky_loss as tversky_loss
+from jaxloss._overlap_losses import dice_loss as dice_loss
+from jaxloss._overlap_losses import generalized_dice_loss as generalized_dice_loss
+from jaxloss._overlap_losses import jaccard_loss as jaccard_loss
+from jaxloss._overlap_losses import tversky_loss as tversky_loss
 from jaxloss._propel import gaussian_overlap as gaussian_overlap
 from jaxloss._propel import mixture_mean_and_variance as mixture_mean_and_variance
 from jaxloss._propel import propel_loss as propel_loss

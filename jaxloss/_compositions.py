@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jaxloss import _checks
 from jaxloss._bce_dice import bce_dice_totals
 from jaxloss._classification import softmax_cross_entropy
-from jaxloss._overlap import check_smooth, class_and_reduce_axes, dice_terms, option
+from jaxloss._overlap import check_smooth, class_and_reduce_axes, option
+from jaxloss._overlap_losses import dice_terms
 
 
 def _result(total, parts, return_components):
