@@ -16,7 +16,7 @@ Before timing, all implementations must agree with jaxloss in value and
 gradient (``rtol`` 1e-4 by default); otherwise the run stops with
 ``MismatchError``.
 
-Timing (tuned for a noisy 2-core CPU): all contenders of a workload run in
+Timing (tuned for a noisy shared CPU): all contenders of a workload run in
 one process, interleaved in a new seeded random order each round, after a
 warm-up (compile + 3 calls). Each contender gets a calibrated call count
 whose back-to-back block lasts about ``--block-ms``; every block is preceded
@@ -55,7 +55,7 @@ and below it ``jaxloss ÷ best peer``: the paired ratio (median and IQR over
 rounds) of jaxloss to the peer with the lowest median among naive_jax, optax
 and torch (below 1 means jaxloss is faster).
 
-Pitfalls on a shared 2-core VM (see shared/notes/benchmarking-on-this-cpu.md):
+Pitfalls on a shared few-core VM:
 
 * Page faults of fresh large allocations are part of what is timed (glibc
   can hand big blocks back to the OS after each call); they weigh on

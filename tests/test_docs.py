@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
 import inspect
 import pathlib
 import re
+
+import pytest
+from _pytest import doctest as _pytest_doctest
 
 import jaxloss
 
@@ -50,3 +54,30 @@ def test_every_parameter_of_every_public_function_is_documented():
       problems[name] = {"undocumented": sorted(params - documented),
                         "not parameters": sorted(documented - params)}
   assert not problems
+
+
+def _markdown_files() -> list[pathlib.Path]:
+  return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _python_blocks(path: pathlib.Path) -> list[tuple[int, str]]:
+  text = path.read_text()
+  return [(text[:m.start()].count("\n") + 1, m.group(1))
+          for m in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S)]
+
+
+_BLOCKS = [(p, line, code) for p in _markdown_files() for line, code in _python_blocks(p)]
+
+
+@pytest.mark.parametrize(("path", "line", "code"), _BLOCKS,
+                         ids=[f"{p.name}:{line}" for p, line, _ in _BLOCKS])
+def test_every_guide_code_block_runs_on_its_own(path, line, code):
+  """Each block runs in a fresh namespace, so a reader can copy it as it is."""
+  # pytest's own checker, for the NUMBER flag the package doctests use too.
+  flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | _pytest_doctest._get_number_flag()
+  parser = doctest.DocTestParser()
+  test = parser.get_doctest(code, {}, f"{path.name}:{line}", str(path), line - 1)
+  assert test.examples, f"{path.name}:{line}: a python block without >>> examples"
+  runner = doctest.DocTestRunner(checker=_pytest_doctest._get_checker(), optionflags=flags)
+  runner.run(test, out=lambda s: pytest.fail(s, pytrace=False))
+  assert runner.failures == 0
