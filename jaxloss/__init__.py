@@ -21,6 +21,7 @@ from jaxloss._compositions import softmax_ce_dice_loss as softmax_ce_dice_loss
 from jaxloss._distribution import earth_mover_distance as earth_mover_distance
 from jaxloss._focal import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxloss._focal import softmax_focal_loss as softmax_focal_loss
+from jaxloss._linear_ce import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 from jaxloss._lovasz import lovasz_hinge_loss as lovasz_hinge_loss
 from jaxloss._lovasz import lovasz_softmax_loss as lovasz_softmax_loss
 from jaxloss._metrics import accuracy as accuracy
@@ -73,6 +74,7 @@ __all__ = [
     "iou_per_class",
     "jaccard_loss",
     "labeled_mask",
+    "linear_softmax_cross_entropy",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
     "mean_absolute_error",

@@ -125,6 +125,12 @@ def _multi_head(b, name):
   return (losses,), {"wheres": wheres}
 
 
+def _linear_ce(b, name):
+  rng = _rng(name)
+  return ((_normal(rng, b, 8), 0.5 * _normal(rng, 8, 40)),
+          {"labels": _ints(rng, 40, b), "chunk_size": 16, "z_loss": 1e-3})
+
+
 def _propel(b, name):
   rng = _rng(name)
   return (_normal(rng, b, 4, 6), _normal(rng, b, 3)), {"sigma": 0.5}
@@ -191,6 +197,9 @@ EXAMPLES: tuple[Example, ...] = (
     # Metrics and class statistics
     E("accuracy", _classes, batched=2, differentiable=False),
     E("confusion_matrix", _confusion_matrix, batched=2, differentiable=False),
+    E("multilabel_confusion_matrix", _pair(lambda r, b: _normal(r, b, 4, 4, _C),
+                                           lambda r, b: _binary(r, b, 4, 4, _C), threshold=0.0),
+      batched=2, differentiable=False),
     E("iou_per_class", _fixed(_confusion), batched=0, differentiable=False, axis_name=False),
     E("dice_per_class", _fixed(_confusion), batched=0, differentiable=False, axis_name=False),
     E("mean_iou", _fixed(_confusion), batched=0, differentiable=False, axis_name=False),
@@ -213,6 +222,7 @@ EXAMPLES: tuple[Example, ...] = (
       axis_name=False),
     # PROPEL
     E("propel_loss", _propel, batched=2),
+    E("linear_softmax_cross_entropy", _linear_ce, batched=1, batched_kwargs=("labels",)),
     E("split_mixture_outputs", _single(lambda r, b: _normal(r, b, 4, 6)), axis_name=False),
     E("mixture_mean_and_variance", _mixture, batched=3, axis_name=False),
     E("gaussian_overlap", _overlap4, batched=4, axis_name=False),
