@@ -29,6 +29,7 @@ from jaxloss._metrics import confusion_matrix as confusion_matrix
 from jaxloss._metrics import dice_per_class as dice_per_class
 from jaxloss._metrics import iou_per_class as iou_per_class
 from jaxloss._metrics import mean_iou as mean_iou
+from jaxloss._metrics import multilabel_confusion_matrix as multilabel_confusion_matrix
 from jaxloss._overlap_losses import dice_loss as dice_loss
 from jaxloss._overlap_losses import generalized_dice_loss as generalized_dice_loss
 from jaxloss._overlap_losses import jaccard_loss as jaccard_loss
@@ -79,6 +80,7 @@ __all__ = [
     "lovasz_softmax_loss",
     "mean_absolute_error",
     "mean_iou",
+    "multilabel_confusion_matrix",
     "mean_squared_error",
     "median_frequency_weights",
     "mixture_mean_and_variance",

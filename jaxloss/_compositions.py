@@ -9,13 +9,11 @@ import jax.numpy as jnp
 
 from jaxloss import _checks
 from jaxloss._bce_dice import bce_dice_totals
+from jaxloss._binary import sigmoid_binary_cross_entropy
+from jaxloss._breakdown import class_breakdown
 from jaxloss._classification import softmax_cross_entropy
 from jaxloss._overlap import check_smooth, class_and_reduce_axes, option
 from jaxloss._overlap_losses import dice_terms
-
-
-def _result(total, parts, return_components):
-  return (total, parts) if return_components else total
 
 
 def _check_part_weights(**options) -> None:
@@ -86,9 +84,41 @@ def sigmoid_bce_dice_loss(
   ``jax.jacfwd`` raise JAX's ``TypeError``; second derivatives work through
   reverse mode first: ``jax.hessian`` (forward-over-reverse) and
   ``jax.jacrev(jax.jacrev(f))``.
-  With ``return_components=True`` the result is ``(total, {"bce": ..., "dice":
-  ...})``, to log how much each part contributes; ``reduction="none"`` is not
-  offered since the two parts have different shapes (call the parts directly).
+
+  **Components.** With ``return_components=True`` the result is ``(total,
+  parts)``, to log how much each part contributes and which class fails:
+
+  * ``parts["bce"]``, ``parts["dice"]``: the two reduced parts (the total is
+    ``bce_weight * bce + dice_weight * dice``).
+  * ``parts["bce_per_class"]``, ``[C]``: for each class :math:`c`, the mean
+    over the unmasked pixels :math:`i` (every position but the class axis) of
+    its weighted BCE column,
+    :math:`\sum_i m_i w_i c_c\, l_{ic} / \sum_i m_i`, with :math:`l_{ic}` the
+    element BCE above (``pos_weight`` included), :math:`w_i` the image's
+    ``weights``, :math:`c_c` the ``class_weights`` and :math:`m_i` the image's
+    ``where``: ``class_breakdown(sigmoid_binary_cross_entropy(..., reduction="none"),
+    labels, C, axis=axis, members="all", where=where)``. It does not depend
+    on ``reduction``. Its mean over the classes equals ``parts["bce"]`` under
+    ``reduction="mean"`` (the mask here is per image, so never varies by
+    class). A rare class's failure hides in this all-pixel mean; for the mean
+    over its *positive* pixels pass the same ``reduction="none"`` BCE to
+    :func:`jaxloss.class_breakdown` with ``members="positives"``.
+  * ``parts["dice_per_class"]``: the Dice part's per-class losses, what
+    ``reduction="none"`` gives for it: ``[B, C]`` per image (``[groups, C]``
+    for finer ``reduce_axes``), ``[C]`` per batch, ``weights`` and
+    ``class_weights`` multiplied in and masked images 0. It equals
+    ``dice_loss(x, labels, activation="sigmoid", reduction="none", ...)`` with
+    the same options and float or bool ``labels`` (per image; per batch when
+    ``weights`` is None); under ``reduction="mean"`` ``parts["dice"]`` is its
+    mean over the unmasked entries. With ``axis_name``, ``bce_per_class`` and
+    a per-batch ``dice_per_class`` cover the whole sharded batch; a per-image
+    ``dice_per_class`` holds the local shard's images.
+
+  The per-class terms are formed only when ``return_components=True``. They
+  are components, not a ``reduction="none"``: the parts have different shapes
+  (``[B, ..., C]`` elements against ``[groups, C]`` Dice losses), and the
+  total stays one differentiable scalar for :func:`jax.grad`, with the
+  breakdown beside it. For the element-wise values call the parts directly.
 
   Equals MONAI ``DiceCELoss``-style sums of its parts; with ``bce_weight=0``
   it is MONAI ``DiceLoss(sigmoid=True)``. A single channel (``C = 1``, binary
@@ -108,11 +138,13 @@ def sigmoid_bce_dice_loss(
     where: optional per-image mask, a scalar or ``[B]`` (both parts).
     reduction: ``"mean"``, ``"sum"``, ``"weighted_mean"`` or
       ``"sum_by_nonzero_weights"``, for both parts.
-    return_components: also return the two parts.
-    axis_name: optional mapped axis name (batch Dice sums and reductions).
+    return_components: also return the parts and their per-class terms.
+    axis_name: optional mapped axis name (batch Dice sums and reductions, and
+      the ``bce_per_class`` sums).
 
   Returns:
-    The total, or ``(total, {"bce": ..., "dice": ...})``.
+    The total, or ``(total, {"bce": ..., "dice": ..., "bce_per_class": [C],
+    "dice_per_class": [groups, C] or [C]})``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -121,7 +153,11 @@ def sigmoid_bce_dice_loss(
     >>> y = jnp.array([[[1.0, 0.0], [0.0, 1.0]]])
     >>> total, parts = jaxloss.sigmoid_bce_dice_loss(x, y, return_components=True)
     >>> round(float(total), 4), sorted(parts)
-    (0.4142, ['bce', 'dice'])
+    (0.4142, ['bce', 'bce_per_class', 'dice', 'dice_per_class'])
+    >>> [round(v, 4) for v in parts["bce_per_class"].tolist()]  # their mean: parts["bce"]
+    [0.1269, 0.3133]
+    >>> [[round(v, 4) for v in row] for row in parts["dice_per_class"].tolist()]  # [B, C]
+    [[0.1192, 0.2689]]
   """
   if reduction == "none":
     raise ValueError("`reduction='none'` is not offered for a composition; call "
@@ -137,7 +173,36 @@ def sigmoid_bce_dice_loss(
       reduce_axes=reduce_axes, smooth=smooth, weights=weights, where=where,
       reduction=reduction, axis_name=axis_name)
   total = _combine(bce_weight, bce, dice_weight, dice)
-  return _result(total, {"bce": bce, "dice": dice}, return_components)
+  if not return_components:
+    return total
+  parts = {"bce": bce, "dice": dice}
+  parts.update(_sigmoid_per_class(logits, labels, axis=axis, pos_weight=pos_weight,
+                                  class_weights=class_weights, reduce_axes=reduce_axes,
+                                  smooth=smooth, weights=weights, where=where,
+                                  axis_name=axis_name))
+  return total, parts
+
+
+def _sigmoid_per_class(logits, labels, *, axis, pos_weight, class_weights, reduce_axes, smooth,
+                       weights, where, axis_name) -> dict[str, jax.Array]:
+  """``bce_per_class`` and ``dice_per_class`` of :func:`sigmoid_bce_dice_loss` (inputs checked)."""
+  x = _checks.float_input("logits", logits)
+  y = _checks.real_input("labels", labels)
+  if _checks.is_class_ids(y) and y.dtype != jnp.bool_:
+    # 0/1 integer memberships: the Dice part would read integers as class ids.
+    y = y.astype(_checks.compute_dtype(x))
+  ax = _checks.normalize_axis("axis", axis, x.ndim)
+  bce = sigmoid_binary_cross_entropy(x, y, axis=ax, pos_weight=pos_weight,
+                                     class_weights=class_weights, weights=weights, where=where,
+                                     reduction="none")
+  bce_per_class = class_breakdown(bce, y, x.shape[ax], axis=ax, members="all", where=where,
+                                  axis_name=axis_name)
+  dice_per_class = dice_terms(x, y, axis=ax, activation="sigmoid", reduce_axes=reduce_axes,
+                              class_weights=class_weights, include_background=True,
+                              smooth=smooth, squared=False, weights=weights, where=where,
+                              ignore_index=None, reduction="none", axis_name=axis_name,
+                              per_image=True)
+  return {"bce_per_class": bce_per_class, "dice_per_class": dice_per_class}
 
 
 def softmax_ce_dice_loss(
@@ -197,7 +262,39 @@ def softmax_ce_dice_loss(
 
   A single channel (``C = 1``) raises ``ValueError``: softmax over one channel
   is constant 1; use :func:`jaxloss.sigmoid_bce_dice_loss`. ``C = 0`` raises
-  too. ``return_components=True`` returns ``(total, {"ce": ..., "dice": ...})``.
+  too.
+
+  **Components.** ``return_components=True`` returns ``(total, parts)``:
+
+  * ``parts["ce"]``, ``parts["dice"]``: the two reduced parts (the total is
+    ``ce_weight * ce + dice_weight * dice``).
+  * ``parts["ce_per_class"]``, ``[C]``: the mean CE over the pixels of each
+    *true* class, :math:`\sum_i m_i [y_i = c]\, w_i l_i / \sum_i m_i [y_i = c]`,
+    with :math:`w_i l_i` the per-pixel ``reduction="none"`` CE (``weights``
+    and the class weight of the pixel's label multiplied in) and :math:`m_i`
+    the image's ``where`` with ``ignore_index`` pixels left out:
+    ``class_breakdown(softmax_cross_entropy(..., reduction="none"), labels,
+    C, where=where, ignore_index=ignore_index)``; for one-hot (probability)
+    labels, the membership-weighted mean (``axis=axis``,
+    ``members="positives"``). 0 for a class with no pixel; NaN everywhere
+    for an unmasked out-of-range label. It does not depend on ``reduction``;
+    under ``reduction="mean"`` with integer labels, ``parts["ce"]`` is its
+    mean weighted by the classes' pixel counts.
+  * ``parts["dice_per_class"]``: the Dice part's per-class losses, what
+    ``reduction="none"`` gives for it (``[B, C]`` per image, ``[C]`` per
+    batch, ``weights`` and ``class_weights`` multiplied in, masked images
+    and, with ``include_background=False``, class 0 set to 0). It equals
+    ``dice_loss(x, labels, activation="softmax", reduction="none", ...)`` with
+    the same options (per image; per batch when ``weights`` is None). With
+    ``axis_name``, ``ce_per_class`` and a per-batch ``dice_per_class`` cover
+    the whole sharded batch; a per-image ``dice_per_class`` holds the local
+    shard's images.
+
+  The per-class terms are formed only when ``return_components=True``. They
+  are components, not a ``reduction="none"``: the parts have different shapes
+  (per-pixel CE against ``[groups, C]`` Dice losses), and the total stays one
+  differentiable scalar for :func:`jax.grad`, with the breakdown beside it.
+
   Reverse mode only (its CE part is a hand-written ``custom_vjp``): ``jax.jvp``
   and ``jax.jacfwd`` raise JAX's ``TypeError``; second derivatives work through
   reverse mode first: ``jax.hessian`` (forward-over-reverse) and
@@ -220,11 +317,12 @@ def softmax_ce_dice_loss(
     where: optional per-image mask, a scalar or ``[B]`` (both parts).
     reduction: ``"mean"``, ``"sum"``, ``"weighted_mean"`` or
       ``"sum_by_nonzero_weights"``, for both parts.
-    return_components: also return the two parts.
+    return_components: also return the parts and their per-class terms.
     axis_name: optional mapped axis name.
 
   Returns:
-    The total, or ``(total, {"ce": ..., "dice": ...})``.
+    The total, or ``(total, {"ce": ..., "dice": ..., "ce_per_class": [C],
+    "dice_per_class": [groups, C] or [C]})``.
 
   Examples:
     >>> import jax.numpy as jnp
@@ -233,6 +331,10 @@ def softmax_ce_dice_loss(
     >>> total = jaxloss.softmax_ce_dice_loss(x, jnp.array([[0, 1]]))
     >>> round(float(total), 4)
     0.4153
+    >>> total, parts = jaxloss.softmax_ce_dice_loss(x, jnp.array([[0, 1]]),
+    ...                                             return_components=True)
+    >>> [round(v, 4) for v in parts["ce_per_class"].tolist()]  # CE of each true class
+    [0.1269, 0.3133]
   """
   if reduction == "none":
     raise ValueError("`reduction='none'` is not offered for a composition; call "
@@ -262,4 +364,21 @@ def softmax_ce_dice_loss(
                     ignore_index=ignore_index, reduction=reduction, axis_name=axis_name,
                     per_image=True)
   total = _combine(ce_weight, ce, dice_weight, dice)
-  return _result(total, {"ce": ce, "dice": dice}, return_components)
+  if not return_components:
+    return total
+  per_pixel = softmax_cross_entropy(
+      x, y, axis=axis, class_weights=class_weights, weights=weights, where=where,
+      ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="none")
+  if _checks.is_class_ids(y) and not (y.dtype == jnp.bool_ and y.shape == x.shape):
+    ce_per_class = class_breakdown(per_pixel, y, c, where=where, ignore_index=ignore_index,
+                                   axis_name=axis_name)
+  else:  # one-hot / probability rows: each pixel counts for its classes by membership
+    ce_per_class = class_breakdown(per_pixel, y, c, axis=ax, members="positives", where=where,
+                                   axis_name=axis_name)
+  dice_per_class = dice_terms(
+      x, y, axis=axis, activation="softmax", reduce_axes=reduce_axes,
+      class_weights=class_weights, include_background=include_background, smooth=smooth,
+      squared=False, weights=weights, where=where, ignore_index=ignore_index, reduction="none",
+      axis_name=axis_name, per_image=True)
+  return total, {"ce": ce, "dice": dice, "ce_per_class": ce_per_class,
+                 "dice_per_class": dice_per_class}

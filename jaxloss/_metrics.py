@@ -181,13 +181,128 @@ def confusion_matrix(
   return matrix if axis_name is None else lax.psum(matrix, axis_name)
 
 
+def multilabel_confusion_matrix(
+    predictions: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    *,
+    axis: int = -1,
+    threshold: float = 0.5,
+    where: jax.typing.ArrayLike | None = None,
+    dtype: Any = jnp.float32,
+    axis_name: str | None = None,
+) -> jax.Array:
+  r"""One 2x2 confusion matrix per class of multi-hot (multi-label) masks, jit-able.
+
+  Each class :math:`c` along ``axis`` is a binary problem: an element is
+  predicted positive when :math:`p_{ic} \ge` ``threshold`` and truly positive
+  when :math:`y_{ic} = 1`. With :math:`m_{ic}` = ``where`` and :math:`t` =
+  ``threshold``,
+
+  .. math::
+    TP_c = \sum_i m_{ic}\, [y_{ic} = 1]\, [p_{ic} \ge t], \qquad
+    FP_c = \sum_i m_{ic}\, [y_{ic} = 0]\, [p_{ic} \ge t]
+
+  (:math:`FN_c`, :math:`TN_c` likewise with :math:`p_{ic} < t`), summed over
+  every axis but ``axis``, laid out as ``M[c] = [[TN, FP], [FN, TP]]``:
+  scikit-learn's ``multilabel_confusion_matrix`` layout (``M[c, true,
+  predicted]``, so ``M[:, 1, 1]`` is TP). :func:`iou_per_class`,
+  :func:`dice_per_class` and :func:`mean_iou` read it as they read a
+  ``[C, C]`` matrix (TN is unused).
+  Matrices of successive batches add up; with ``axis_name`` they are
+  ``psum``-ed over a sharded batch.
+
+  **Threshold.** The default 0.5 is for probabilities
+  (``jax.nn.sigmoid(logits)``); for logits pass ``threshold=0.0``, the same
+  decision since :math:`\sigma(x) \ge 0.5 \iff x \ge 0`.
+
+  **Labels** are multi-hot memberships, the shape of ``predictions``: bool,
+  0/1 integers or floats in :math:`\{0, 1\}`. An unmasked label that is not
+  0 or 1 (a soft 0.7, a 2, NaN), or an unmasked NaN prediction, is never
+  silently dropped or counted: it makes **every cell NaN** in a floating
+  ``dtype``, the rule of :func:`confusion_matrix`, so the poison reaches
+  :func:`iou_per_class` and :func:`mean_iou`. With an integer ``dtype``
+  (which cannot hold NaN) such an element is counted in no cell. Masked
+  elements (``where=False``) are left out, as if sliced away, whatever they
+  hold. Counts are exact in float32 up to :math:`2^{24}` per cell and call
+  (``dtype=jnp.int32`` for exact integers).
+
+  Equals ``sklearn.metrics.multilabel_confusion_matrix(y.reshape(-1, C),
+  (p >= t).reshape(-1, C))`` with the class axis moved last.
+
+  Args:
+    predictions: probabilities (or logits with ``threshold=0.0``), any
+      floating dtype, with a class axis.
+    labels: multi-hot memberships (bool, 0/1 integers or floats), the shape
+      of ``predictions``.
+    axis: the class axis.
+    threshold: a finite scalar; predicted positive where ``predictions >=
+      threshold``.
+    where: optional boolean mask, a leading prefix of the shape of
+      ``predictions`` (``[B]`` per image, ``[B, H, W]`` per pixel with the
+      class axis last, or per element and class).
+    dtype: dtype of the counts: floating (NaN on invalid elements) or integer.
+    axis_name: optional mapped axis to ``psum`` the matrices over.
+
+  Returns:
+    ``[C, 2, 2]`` counts in ``dtype``: ``[[TN, FP], [FN, TP]]`` per class.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> import jaxloss
+    >>> p = jnp.array([[0.9, 0.2], [0.6, 0.7], [0.1, 0.4]])  # 3 pixels, 2 classes
+    >>> y = jnp.array([[1, 0], [0, 1], [0, 1]])
+    >>> cm = jaxloss.multilabel_confusion_matrix(p, y)
+    >>> cm.tolist()
+    [[[1.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]]
+    >>> [round(v, 4) for v in jaxloss.iou_per_class(cm).tolist()]
+    [0.5, 0.5]
+    >>> jaxloss.multilabel_confusion_matrix(p, y.at[0, 0].set(2))[0].tolist()
+    [[nan, nan], [nan, nan]]
+  """
+  x = _checks.float_input("predictions", predictions)
+  y = _checks.real_input("labels", labels)
+  if x.ndim == 0:
+    raise ValueError("`predictions` needs a class axis; got a scalar.")
+  if y.shape != x.shape:
+    raise ValueError(f"`labels` has shape {tuple(y.shape)}; expected the shape of "
+                     f"`predictions` {tuple(x.shape)} (multi-hot, one membership per class).")
+  ax = _checks.normalize_axis("axis", axis, x.ndim)
+  _checks.check_axis_size("predictions", x, ax, "class axis")
+  _checks.scalar_option("threshold", threshold)
+  out_dtype = _count_dtype(dtype)
+  dtype = _checks.compute_dtype(x)
+  _, m = _checks.weights_and_mask(None, where, x.shape, dtype)
+  x = x.astype(dtype)
+  t = y.astype(dtype)  # bool/int 1 -> 1.0; anything else that is not 0 or 1 is invalid
+  truth, false = t == 1, t == 0
+  predicted = x >= jnp.asarray(threshold).astype(dtype)
+  invalid = ~(truth | false) | jnp.isnan(x)
+  counted = ~invalid if m is None else m & ~invalid
+  axes = tuple(i for i in range(x.ndim) if i != ax)
+
+  def count(a, b):
+    return jnp.sum(counted & a & b, axis=axes, dtype=jnp.int32)
+
+  tn, fp = count(false, ~predicted), count(false, predicted)
+  fn, tp = count(truth, ~predicted), count(truth, predicted)
+  matrix = jnp.stack([jnp.stack([tn, fp], -1), jnp.stack([fn, tp], -1)], -2).astype(out_dtype)
+  if jnp.issubdtype(out_dtype, jnp.floating):
+    bad = invalid if m is None else m & invalid
+    matrix = matrix + jnp.where(jnp.any(bad), jnp.nan, 0).astype(out_dtype)
+  return matrix if axis_name is None else lax.psum(matrix, axis_name)
+
+
 def _per_class(cm: jax.typing.ArrayLike, name: str) -> tuple[jax.Array, ...]:
+  """``(TP, FP, FN)`` per class of a ``[C, C]`` or a multi-label ``[C, 2, 2]`` matrix."""
   cm = _checks.real_input(name, cm)
-  if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-    raise ValueError(f"`{name}` must be a square [C, C] confusion matrix; got shape "
-                     f"{tuple(cm.shape)}.")
+  multilabel = cm.ndim == 3 and cm.shape[1:] == (2, 2)
+  if not multilabel and (cm.ndim != 2 or cm.shape[0] != cm.shape[1]):
+    raise ValueError(f"`{name}` must be a square [C, C] confusion matrix or a [C, 2, 2] "
+                     f"multi-label one; got shape {tuple(cm.shape)}.")
   _checks.check_axis_size(name, cm, 0, "class axis")
   cm = cm.astype(_checks.compute_dtype(cm))
+  if multilabel:  # [[TN, FP], [FN, TP]] per class (multilabel_confusion_matrix)
+    return cm[:, 1, 1], cm[:, 0, 1], cm[:, 1, 0]
   tp = jnp.diagonal(cm)
   return tp, jnp.sum(cm, axis=0) - tp, jnp.sum(cm, axis=1) - tp
 
@@ -195,14 +310,20 @@ def _per_class(cm: jax.typing.ArrayLike, name: str) -> tuple[jax.Array, ...]:
 def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Per-class IoU ``TP / (TP + FP + FN)`` from a confusion matrix; 0 for absent classes.
 
-  A class absent from both predictions and targets has no IoU: it is reported
-  as 0 (never NaN) and left out of :func:`mean_iou`. A NaN cell (a matrix
+  From a ``[C, C]`` matrix, :math:`TP_c = M_{cc}`, :math:`FP_c` and
+  :math:`FN_c` the rest of column and row :math:`c`; from a multi-label
+  ``[C, 2, 2]`` matrix (rank 3), :math:`TP_c = M_{c11}`, :math:`FP_c =
+  M_{c01}`, :math:`FN_c = M_{c10}` (scikit-learn's ``jaccard_score(average=None)``
+  on multi-hot masks). A class absent from both predictions and targets has no
+  IoU: it is reported as 0 (never NaN) and left out of :func:`mean_iou`. A NaN cell (a matrix
   poisoned by an out-of-range label, see :func:`confusion_matrix`) gives NaN
   in every class whose row or column it lies in: it is never read as absent.
 
   Args:
     confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
-      :func:`confusion_matrix` (counts, possibly summed over batches).
+      :func:`confusion_matrix`, or ``[C, 2, 2]`` per-class matrices from
+      :func:`multilabel_confusion_matrix` (counts, possibly summed over
+      batches); told apart by rank.
 
   Returns:
     ``[C]`` float32 IoUs (float64 for a float64 matrix under x64).
@@ -221,11 +342,16 @@ def iou_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
 def dice_per_class(confusion: jax.typing.ArrayLike) -> jax.Array:
   r"""Per-class Dice (F1) ``2 TP / (2 TP + FP + FN)``; 0 for classes absent from both.
 
-  NaN cells (a poisoned matrix) give NaN, as in :func:`iou_per_class`.
+  TP, FP and FN are read from a ``[C, C]`` or a multi-label ``[C, 2, 2]``
+  matrix as in :func:`iou_per_class` (multi-label: scikit-learn's
+  ``f1_score(average=None)``). NaN cells (a poisoned matrix) give NaN, as in
+  :func:`iou_per_class`.
 
   Args:
     confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
-      :func:`confusion_matrix` (counts, possibly summed over batches).
+      :func:`confusion_matrix`, or ``[C, 2, 2]`` per-class matrices from
+      :func:`multilabel_confusion_matrix` (counts, possibly summed over
+      batches); told apart by rank.
 
   Returns:
     ``[C]`` float32 Dice scores (float64 for a float64 matrix under x64).
@@ -248,12 +374,16 @@ def mean_iou(confusion: jax.typing.ArrayLike) -> jax.Array:
     \mathrm{mIoU} = \frac{1}{|P|} \sum_{c \in P} \frac{TP_c}{TP_c + FP_c + FN_c},
     \qquad P = \{c : TP_c + FP_c + FN_c \ne 0\}
 
-  A NaN cell (a poisoned matrix, see :func:`confusion_matrix`) makes the mean
-  NaN: a NaN class is never taken for an absent one.
+  TP, FP and FN are read from a ``[C, C]`` or a multi-label ``[C, 2, 2]``
+  matrix as in :func:`iou_per_class`. A NaN cell (a poisoned matrix, see
+  :func:`confusion_matrix`) makes the mean NaN: a NaN class is never taken
+  for an absent one.
 
   Args:
     confusion: ``[C, C]`` confusion matrix ``M[true, predicted]`` from
-      :func:`confusion_matrix` (counts, possibly summed over batches).
+      :func:`confusion_matrix`, or ``[C, 2, 2]`` per-class matrices from
+      :func:`multilabel_confusion_matrix` (counts, possibly summed over
+      batches); told apart by rank.
 
   Returns:
     A float32 scalar (float64 for a float64 matrix under x64); 0 when no
