@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from loss_registry import Inputs, LossCase
+from loss_registry import Inputs, LossCase, limit_logits
 
 import jaxloss
 
@@ -41,19 +41,25 @@ def _logit_inputs(rng: np.random.Generator, batch: int, dtype: Any) -> Inputs:
 
 
 def _logit_extremes(rng: np.random.Generator, batch: int) -> Inputs:
-  x = rng.choice([-1e4, 1e4, 0.0], size=(batch, BINS)).astype(np.float32)
+  # ±3e38 logits: the softmax saturates, the distance between histograms stays bounded.
+  x = limit_logits(rng, (batch, BINS)).astype(np.float32)
   q = np.zeros((batch, BINS), np.float32)
   q[:, 3] = 1.0
   return x, q
 
 
+_r_options = {"infinite_options": ("r",)}  # r = inf is the sup-norm
+
 CASES = [
     LossCase("earth_mover_distance[r=2]", jaxloss.earth_mover_distance, _histograms, _extremes,
-             class_axis=-1, forward_mode=False),
+             class_axis=-1, forward_mode=False, scalar_options={"r": 2.0}, **_r_options),
     LossCase("earth_mover_distance[r=1,bins]", jaxloss.earth_mover_distance, _off_kink_histograms,
              _extremes, class_axis=-1, forward_mode=False,
-             kwargs={"r": 1.0, "bin_positions": np.linspace(0.0, 9.0, BINS) ** 1.5}),
+             kwargs={"r": 1.0, "bin_positions": np.linspace(0.0, 9.0, BINS) ** 1.5},
+             scalar_options={"r": 1.0}, single_class=False, checked_inputs=_histograms,
+             **_r_options),
     LossCase("earth_mover_distance[r=3,softmax]", jaxloss.earth_mover_distance, _logit_inputs,
              _logit_extremes, class_axis=-1, forward_mode=False,
-             kwargs={"r": 3.0, "activation": "softmax"}),
+             kwargs={"r": 3.0, "activation": "softmax"}, scalar_options={"r": 3.0},
+             **_r_options),
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from loss_registry import Inputs, LossCase
+from loss_registry import LIMIT, Inputs, LossCase
 
 from jaxloss._propel import propel_loss
 
@@ -35,17 +35,25 @@ def _inputs(num: int, dim: int, logits: bool, spread: float = 1.0, sigma: float 
 
 
 def _extremes(num: int, dim: int, logits: bool, sigma: float = SIGMA):
-  """Huge means, stds of 0 and 1e-30, huge stds, and a target 100 sigmas from all."""
+  """Means and targets at ±3e38 (each example's all at one place), stds of 0 and 1e-30,
+  huge stds, a target 100 sigmas from all components, and point masses at the target.
+
+  Two means 6e38 apart have a squared distance that is genuinely infinite in
+  float32, so each example's means and target share one offset in {-3e38, 0,
+  3e38} (plus noise that vanishes in float32 at 3e38): a kernel that expands
+  (μ - t)² into μ² - 2μt + t² overflows there, the true loss does not.
+  """
 
   def make(rng: np.random.Generator, batch: int) -> Inputs:
-    mu = rng.choice([-1e4, 1e4, 0.0, 1e-30], size=(batch, num, dim))
+    offset = rng.choice([-LIMIT, LIMIT, 0.0], size=(batch, 1, 1))
+    mu = offset + rng.normal(size=(batch, num, dim))
     s = rng.choice([0.0, 1e-30, 1e3, sigma], size=(batch, num, dim))
-    t = rng.choice([1e4, -1e4, 0.0], size=(batch, dim))
+    t = offset[:, 0] + rng.normal(size=(batch, dim))
     mu[0], s[0], t[0] = 0.0, sigma, 100 * sigma  # every component 100 sigmas away
     mu[1], s[1], t[1] = 0.0, 0.0, 0.0  # point masses exactly at the target
     out = (np.concatenate([mu, s], -1).astype(np.float32), t.astype(np.float32))
     if logits:
-      out += (rng.choice([-1e4, 1e4, 0.0], size=(batch, num)).astype(np.float32),)
+      out += (rng.choice([-LIMIT, LIMIT, 0.0], size=(batch, num)).astype(np.float32),)
     return out
   return make
 
@@ -69,16 +77,20 @@ def _tiny_sigma(outputs, targets, **kwargs):
                              sigma=TINY_SIGMA, **kwargs)
 
 
+# PROPEL's input 0 is [B, I, 2D]: components and their parameters, no pixel axis.
+_propel = {"forward_mode": False, "pixel_axes": 0}
+
 CASES = [
     LossCase("propel_loss", propel_loss, _inputs(4, 3, False), _extremes(4, 3, False),
-             kwargs={"sigma": SIGMA}, forward_mode=False),
+             kwargs={"sigma": SIGMA}, scalar_options={"sigma": SIGMA}, **_propel),
     LossCase("propel_loss[reference]", propel_loss, _inputs(3, 2, False),
              _extremes(3, 2, False), kwargs={"sigma": SIGMA, "gt_normalization": "reference"},
-             forward_mode=False),
+             scalar_options={"sigma": SIGMA}, **_propel),
     LossCase("propel_loss[mixture_logits]", _with_logits, _inputs(5, 3, True, sigma=1.0),
-             _extremes(5, 3, True, sigma=1.0), kwargs={"sigma": 1.0}, forward_mode=False),
+             _extremes(5, 3, True, sigma=1.0), kwargs={"sigma": 1.0},
+             input_names=("outputs", "targets", "mixture_logits"), **_propel),
     LossCase("propel_loss[D=256]", propel_loss, _inputs(3, 256, False, spread=0.1, sigma=4.0),
-             _extremes(3, 256, False, sigma=4.0), kwargs={"sigma": 4.0}, forward_mode=False),
+             _extremes(3, 256, False, sigma=4.0), kwargs={"sigma": 4.0}, **_propel),
     LossCase("propel_loss[sigma=1e-6]", _tiny_sigma, _inputs(4, 3, False),
-             _extremes(4, 3, False, sigma=1.0), forward_mode=False),
+             _extremes(4, 3, False, sigma=1.0), **_propel),
 ]

@@ -33,7 +33,7 @@ def _weights_and_mask(batch: int, rng: np.random.Generator) -> tuple[np.ndarray,
 def _call(case: LossCase, args, **kwargs) -> jax.Array:
   if case.scalar_only and kwargs.get("reduction") == "none":
     pytest.skip("a composition has no reduction='none'")
-  return case.fn(*args, **case.kwargs, **kwargs)
+  return case.fn(*args, **{**case.kwargs, **kwargs})  # call-time options override the case's
 
 
 def _value_and_grad(case: LossCase, args, **kwargs):
@@ -126,7 +126,8 @@ def test_finite_at_extreme_inputs(case, reduction):
   rng = _rng(case)
   args = case.extreme_inputs(rng, BATCH)
   w, _ = _weights_and_mask(BATCH, rng)
-  value, grad = _value_and_grad(case, args, weights=w, reduction=reduction)
+  value, grad = _value_and_grad(case, args, weights=w, reduction=reduction,
+                                **case.extreme_kwargs)
   _assert_finite(value, grad, "extreme inputs")
 
 
@@ -142,6 +143,9 @@ def test_all_masked_is_zero_with_zero_gradient(case):
 
 
 def test_nan_under_the_mask_is_harmless(case):
+  # NaN inputs and NaN/inf weights of masked examples: zero gradient w.r.t. input 0 and
+  # the weights there. test_contract_hostile adds inf, every float input and every
+  # documented mask shape.
   rng = _rng(case)
   args = case.make_inputs(rng, BATCH, np.float32)
   w, m = _weights_and_mask(BATCH, rng)
@@ -149,12 +153,21 @@ def test_nan_under_the_mask_is_harmless(case):
   for a in poisoned:
     if np.issubdtype(a.dtype, np.floating):
       a[~m] = np.nan
-  value, grad = _value_and_grad(case, poisoned, weights=w, where=m, reduction="weighted_mean")
-  clean_value, clean_grad = _value_and_grad(case, args, weights=w, where=m,
-                                            reduction="weighted_mean")
+  poisoned_w = w.copy()
+  poisoned_w[~m] = [np.nan, np.inf]
+
+  def value_and_grads(args, w):
+    rest = args[1:]
+    f = lambda x, w: _call(case, (x, *rest), weights=w, where=m, reduction="weighted_mean")  # noqa: E731
+    return jax.value_and_grad(f, argnums=(0, 1))(args[0], w)
+
+  value, (grad, grad_w) = value_and_grads(poisoned, poisoned_w)
+  clean_value, (clean_grad, clean_grad_w) = value_and_grads(args, w)
   np.testing.assert_allclose(value, clean_value, rtol=1e-6)
   np.testing.assert_array_equal(np.asarray(grad)[~m], 0.0)
   np.testing.assert_allclose(grad, clean_grad, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(np.asarray(grad_w)[~m], 0.0)
+  np.testing.assert_allclose(grad_w, clean_grad_w, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bf16", "f16"])
