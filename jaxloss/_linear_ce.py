@@ -30,6 +30,10 @@ _CHUNK_ELEMENTS_ACCELERATOR = 1 << 24
 _MIN_CHUNK = 128
 _MAX_CHUNK = 8192
 
+# Jitted inside, as propel_loss's kernel: an eager call compiles the chunk loop once per
+# shape instead of re-tracing it every call; under an outer jit it is inlined.
+_jitted_kernel = jax.jit(fused_linear_ce, static_argnums=6)
+
 
 def default_chunk_size(num_tokens: int, vocab: int, backend: str | None = None) -> int:
   """The vocabulary chunk used when ``chunk_size=None`` (see ``_CHUNK_ELEMENTS``)."""
@@ -280,7 +284,7 @@ def linear_softmax_cross_entropy(
       num_classes=vocab, precision=precision, vocab_axis=vocab_axis_name, dtype=dtype,
       dot_dtype=jnp.dtype(dot_dtype), argmax=bool(return_aux))
   cfg = cfg._replace(chunk=min(cfg.chunk, v_local))
-  ce, lse, best = fused_linear_ce(h2, w, b, cw_local, cw_y, yk, cfg)
+  ce, lse, best = _jitted_kernel(h2, w, b, cw_local, cw_y, yk, cfg)
 
   ce, lse = ce.reshape(lead), lse.reshape(lead)
   label_w = None if cw_y is None else cw_y.reshape(lead)

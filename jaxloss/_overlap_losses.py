@@ -268,8 +268,10 @@ def tversky_loss(
   score = safe_div(tp + sm, tp + a * fp + b * fn + sm)
   base = 1 - score
   if not _is_one(gamma):
-    positive = base > 0  # (1 − T)^γ with a zero gradient at T == 1 (double where)
-    base = jnp.where(positive, jnp.where(positive, base, 1) ** option(gamma, dtype), 0)
+    # (1 − T)^γ with a zero gradient at T == 1 (double where); base <= 0 selects 0 but
+    # NaN (an invalid label's poison) is not <= 0, so it stays NaN instead of becoming 0.
+    zero = base <= 0
+    base = jnp.where(zero, 0, jnp.where(zero, 1, base) ** option(gamma, dtype))
   return reduce_overlap(base, s, class_weights=class_weights,
                         include_background=include_background, reduction=reduction,
                         axis_name=axis_name)
