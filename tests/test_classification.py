@@ -288,7 +288,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), shift=st.floats(-50, 50), eps=st.floats(0, 0.5),
        classes=st.integers(2, 40))
 def test_property_shift_invariance_and_one_hot_equality(seed, shift, eps, classes):

@@ -158,7 +158,7 @@ def test_output_dtype_policy():
 _finite = st.floats(-1e3, 1e3, width=32, allow_subnormal=False)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(deadline=None)
 @given(
     l=hnp.arrays(np.float32, st.integers(1, 12), elements=_finite),
     data=st.data(),
@@ -175,7 +175,7 @@ def test_property_matches_reference(l, data, reduction):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(l=hnp.arrays(np.float32, st.integers(1, 10), elements=_finite), scale=st.floats(0.1, 10))
 def test_property_weighted_mean_is_scale_invariant(l, scale):
   w = np.linspace(0.5, 2.0, l.shape[0]).astype(np.float32)

@@ -343,7 +343,7 @@ def test_entropy_equals_scipy_and_self_cross_entropy():
                                jax.grad(optax_h)(x), rtol=1e-10, atol=1e-14)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.0, 30.0), shift=st.floats(-50, 50),
        classes=st.integers(2, 40))
 def test_property_entropy_bounds_and_shift_invariance(seed, scale, shift, classes):
@@ -410,7 +410,7 @@ def test_consistency_option_errors():
 # ------------------------------------------------------------------ accuracy
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 12), classes=st.integers(2, 40),
        p_labeled=st.floats(0.0, 1.0))
 def test_property_accuracy_is_numpy_accuracy_of_labeled_rows(seed, batch, classes, p_labeled):
