@@ -152,14 +152,8 @@ def bce_dice_totals(logits, labels, *, axis, pos_weight, class_weights, reduce_a
   per_class = {}
   for name, v in (("pos_weight", pos_weight), ("class_weights", class_weights)):
     if v is not None:
-      v = _checks.real_input(name, v)
-      if v.shape != (c,):
-        raise ValueError(f"`{name}` has shape {tuple(v.shape)}; expected ({c},), one value per "
-                         f"class of `logits` {tuple(x.shape)} along axis {ax}.")
-      v = v.astype(dtype)
-      _checks.check_finite(name, v)
-      _checks.check_nonnegative(name, v)
-      v = _per_class(v, x.ndim, ax)
+      v = _per_class(_checks.per_class_vector(
+          name, v, c, dtype, f" of `logits` {tuple(x.shape)} along axis {ax}"), x.ndim, ax)
     per_class[name] = v
   q = per_class["pos_weight"]
   q = jnp.ones((1,) * x.ndim, dtype) if q is None else q

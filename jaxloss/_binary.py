@@ -41,15 +41,8 @@ def prepare_multilabel_inputs(logits, labels, *, axis, class_arrays, weights, wh
     if v is None:
       per_class[name] = None
       continue
-    v = _checks.real_input(name, v)
-    if v.shape != (x.shape[ax],):
-      raise ValueError(
-          f"`{name}` has shape {tuple(v.shape)}; expected ({x.shape[ax]},), one value per "
-          f"class of `logits` {tuple(x.shape)} along axis {ax}."
-      )
-    v = v.astype(dtype)
-    _checks.check_finite(name, v)
-    _checks.check_nonnegative(name, v)
+    v = _checks.per_class_vector(name, v, x.shape[ax], dtype,
+                                 f" of `logits` {tuple(x.shape)} along axis {ax}")
     per_class[name] = _per_class(v, x.ndim, ax)
   x, y = x.astype(dtype), y.astype(dtype)
   _checks.check_finite("logits", x, where=m)

@@ -144,6 +144,24 @@ def check_num_classes(name: str, num_classes: Any) -> int:
   return int(num_classes)
 
 
+def per_class_vector(name: str, value: jax.typing.ArrayLike, num_classes: int, dtype: jnp.dtype,
+                     context: str = "") -> jax.Array:
+  """A ``[C]`` per-class option (``class_weights``, ``pos_weight``) checked and cast to ``dtype``.
+
+  The shape must be exactly ``(num_classes,)`` (a ValueError naming ``name``; ``context``
+  ends the message, e.g. " of `logits` (2, 5) along axis 1"); the opt-in value checks
+  report non-finite and negative entries.
+  """
+  v = real_input(name, value)
+  if v.shape != (num_classes,):
+    raise ValueError(f"`{name}` has shape {tuple(v.shape)}; expected ({num_classes},), one value "
+                     f"per class{context}.")
+  v = v.astype(dtype)
+  check_finite(name, v)
+  check_nonnegative(name, v)
+  return v
+
+
 def check_axis_size(name: str, x: jax.Array, axis: int, what: str, minimum: int = 1) -> int:
   """The static size of ``x``'s ``axis``; a ValueError naming the axis when below ``minimum``."""
   size = x.shape[axis]

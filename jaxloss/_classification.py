@@ -75,14 +75,8 @@ def prepare_class_inputs(
   w, m = _checks.weights_and_mask(weights, where, elem_shape, dtype)
   cw = None
   if class_weights is not None:
-    cw = _checks.real_input("class_weights", class_weights)
-    if cw.shape != (num_classes,):
-      raise ValueError(
-          f"`class_weights` has shape {tuple(cw.shape)}; expected ({num_classes},), one weight "
-          f"per class of `{name}` {tuple(x.shape)} along axis {ax}."
-      )
-    cw = cw.astype(dtype)
-    _checks.check_nonnegative("class_weights", cw)
+    cw = _checks.per_class_vector("class_weights", class_weights, num_classes, dtype,
+                                  f" of `{name}` {tuple(x.shape)} along axis {ax}")
   if is_int:
     _checks.check_labels_in_range("labels", y, num_classes, ignore_index, where=m)
     if ignore_index is not None:

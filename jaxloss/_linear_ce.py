@@ -239,13 +239,8 @@ def linear_softmax_cross_entropy(
   wts, m = _checks.weights_and_mask(weights, where, lead, dtype)
   cw = None
   if class_weights is not None:
-    cw = _checks.real_input("class_weights", class_weights)
-    if cw.shape != (vocab,):
-      raise ValueError(
-          f"`class_weights` has shape {tuple(cw.shape)}; expected ({vocab},), one weight per "
-          "class of the (whole) vocabulary.")
-    cw = cw.astype(dtype)
-    _checks.check_nonnegative("class_weights", cw)
+    cw = _checks.per_class_vector("class_weights", class_weights, vocab, dtype,
+                                  " of the (whole) vocabulary")
   _checks.check_labels_in_range("labels", y, vocab, ignore_index, where=m)
   if ignore_index is not None:
     keep = y != ignore_index

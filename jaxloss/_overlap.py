@@ -230,13 +230,7 @@ def reduce_overlap(loss, sums: OverlapSums, *, class_weights, include_background
   c = shape[-1]
   w, m = sums.weights, sums.where
   if class_weights is not None:
-    cw = _checks.real_input("class_weights", class_weights)
-    if cw.shape != (c,):
-      raise ValueError(f"`class_weights` has shape {tuple(cw.shape)}; expected ({c},), one "
-                       "weight per class.")
-    cw = cw.astype(dtype)
-    _checks.check_finite("class_weights", cw)
-    _checks.check_nonnegative("class_weights", cw)
+    cw = _checks.per_class_vector("class_weights", class_weights, c, dtype)
     cw = cw.reshape((1,) * (len(shape) - 1) + (c,))
     w = cw if w is None else w * cw
   if not include_background:
