@@ -18,6 +18,7 @@ from jaxloss._class_weights import median_frequency_weights as median_frequency_
 from jaxloss._classification import softmax_cross_entropy as softmax_cross_entropy
 from jaxloss._compositions import sigmoid_bce_dice_loss as sigmoid_bce_dice_loss
 from jaxloss._compositions import softmax_ce_dice_loss as softmax_ce_dice_loss
+from jaxloss._distance import distance_transform as distance_transform
 from jaxloss._distribution import earth_mover_distance as earth_mover_distance
 from jaxloss._focal import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxloss._focal import softmax_focal_loss as softmax_focal_loss
@@ -65,6 +66,7 @@ __all__ = [
     "counts_to_distribution",
     "dice_loss",
     "dice_per_class",
+    "distance_transform",
     "earth_mover_distance",
     "effective_number_weights",
     "entropy_minimization_loss",
