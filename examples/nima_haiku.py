@@ -19,7 +19,7 @@ synthetic, seeded data, so it runs in seconds on a CPU:
   baselines.
 
 Run ``python examples/nima_haiku.py`` (``--tiny`` for a smoke run, ``--out DIR``,
-``--seed N``). It prints a table and writes ``nima_haiku.png``. Needs
+``--seed N``). It prints its progress and a table, and writes ``nima_haiku.png``. Needs
 ``dm-haiku``, ``optax`` and ``matplotlib``.
 """
 
@@ -33,7 +33,7 @@ import optax
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import format_table, parse_args, save_figure  # noqa: E402
+from _common import Progress, format_table, parse_args, save_figure  # noqa: E402
 
 import jaxloss  # noqa: E402
 
@@ -139,8 +139,12 @@ def main(argv=None) -> dict:
   x_tr, _, votes_tr, rated_tr = make_data(rng, n_train, proj, unrated=0.05)
   x_te, true_te, votes_te, _ = make_data(rng, n_test, proj, unrated=0.0)
 
+  print(f"NIMA on synthetic ratings: {n_train} training examples ({int(np.sum(~rated_tr))} "
+        f"without votes, masked), {n_test} test examples, {steps} Adam steps of {batch}",
+        flush=True)
   params = init(jax.random.key(args.seed), x_tr[:1])
   opt_state = optimizer.init(params)
+  progress = Progress("EMD", steps)
   step = jax.jit(train_step)
   test_emd = jax.jit(lambda p: jaxloss.earth_mover_distance(predict(p, x_te), true_te, r=2.0))
   losses, curve = [], []
@@ -148,6 +152,7 @@ def main(argv=None) -> dict:
     idx = rng.integers(0, n_train, batch)
     params, opt_state, loss = step(params, opt_state, x_tr[idx], votes_tr[idx], rated_tr[idx])
     losses.append(float(loss))
+    progress(i, loss)
     if i % max(1, steps // 30) == 0 or i == steps - 1:
       curve.append((i, float(test_emd(params))))
 
@@ -157,8 +162,7 @@ def main(argv=None) -> dict:
   results = {"model": evaluate(pred, true_te), "raw votes": evaluate(votes_te, true_te),
              "train-average histogram": evaluate(average, true_te)}
   rows = [[label, *(r[key] for r in results.values())] for key, label in METRICS.items()]
-  print(f"NIMA on synthetic ratings: {n_train} training examples ({int(np.sum(~rated_tr))} "
-        f"without votes, masked), {n_test} test examples, {steps} Adam steps of {batch}\n")
+  print()
   print(format_table(["test metric", *results], rows))
 
   fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
