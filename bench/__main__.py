@@ -32,28 +32,25 @@ Flags:
   --seed N         seed of the inputs and of the interleaving order (default 0)
   --json PATH      write every number, including the per-round samples, as JSON
   --markdown PATH  write the tables as Markdown
-  --plot PATH      write a PNG bar chart of each implementation's × roofline
+  --plot PATH      write a PNG: each implementation's × roofline, and best peer ÷ jaxloss
+  --compare OLD    after the run, print the changes against an earlier --json file
   --no-torch       skip torch even if it is importable
   --no-progress    no progress bar (it goes to stderr)
   --list           list the workloads and exit
 
-Columns of each table (one row per contender):
-  median ms    median per-call time of value + gradient, in milliseconds
-  IQR ms       inter-quartile range of the per-round samples
-  × roofline   median over rounds of this sample ÷ the roofline's sample of the
-               same round (1.00 = streaming speed); pairing by round cancels
-               the slow drifts of a shared machine
-  × copyto     the same against np.copyto
-  bytes/min    XLA's "bytes accessed" ÷ the minimal bytes (all inputs read once
-               + one gradient-sized write); JAX contenders only
-  kernels      non-trivial instructions of the compiled ENTRY computation
-               (fusions, custom-calls, copies...; not parameter, constant,
-               tuple, get-tuple-element, bitcast)
-  temp MiB     XLA's temporary buffer size (memory_analysis)
-  calls/block  calibrated calls per timed block
-and below it ``jaxloss ÷ best peer``: the paired ratio (median and IQR over
-rounds) of jaxloss to the peer with the lowest median among naive_jax, optax
-and torch (below 1 means jaxloss is faster).
+Each table has one row per contender; its columns are explained by the key
+(``bench.report.COLUMN_KEY``) that ``--help``, the top of the text report and
+the Markdown report print. Pairing by round (× roofline, × copyto, peer ÷
+jaxloss) cancels the slow drifts of a shared machine. Below each table,
+``best peer ÷ jaxloss`` is the paired ratio (median and IQR over rounds) of
+the peer with the lowest median among naive_jax, optax and torch to jaxloss
+(above 1 means jaxloss is faster). A closing summary table repeats, per
+workload, jaxloss's time, its best peer, that ratio, × roofline and temp MiB.
+
+On a GPU or TPU two more columns give the achieved bandwidth (minimal bytes
+÷ median time, GB/s) and its fraction of the device's peak memory bandwidth,
+from the spec-sheet table in ``bench/accelerators.py`` keyed on
+``jax.devices()[0].device_kind`` ("unknown device" when it is not there).
 
 Pitfalls on a shared few-core VM:
 
@@ -90,13 +87,15 @@ from typing import Any
 import jax
 from tqdm import tqdm
 
-from bench import harness, report
+from bench import accelerators, chart, compare, harness, report
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   """The command line (see the module docstring)."""
   parser = argparse.ArgumentParser(
-      prog="python -m bench", description="Benchmark jaxloss value+gradient against its peers.")
+      prog="python -m bench", description="Benchmark jaxloss value+gradient against its peers.",
+      epilog="\n".join(["columns of the report:", *report.column_key_lines(accelerator=True)]),
+      formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--quick", action="store_true", help="small sizes, short blocks")
   parser.add_argument("--only", metavar="PATTERNS",
                       help="comma-separated substrings or fnmatch patterns of workload names")
@@ -105,11 +104,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--seed", type=int, default=0, help="seed of inputs and order")
   parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
   parser.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown")
-  parser.add_argument("--plot", metavar="PATH", help="write a PNG of × roofline per workload")
+  parser.add_argument("--plot", metavar="PATH",
+                      help="write a PNG of × roofline and peer ÷ jaxloss per workload")
   parser.add_argument("--no-torch", action="store_true", help="skip torch even if importable")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+  parser.add_argument("--compare", metavar="OLD",
+                      help="print per-workload changes against an earlier --json file")
   args = parser.parse_args(argv)
+  args.compare_data = None
+  if args.compare:
+    try:
+      args.compare_data = compare.load(args.compare)
+    except (OSError, ValueError) as e:
+      parser.error(f"--compare: {e}")
   if args.rounds is None:
     args.rounds = 15 if args.quick else 25
   if args.block_ms is None:
@@ -180,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   workloads = harness.all_workloads()
   if args.list:
     for w in workloads:
-      print(f"{w.name:16s} {w.family:14s} {w.description}")
+      print(f"{w.name:16s} {w.family:15s} {w.description}")
     return 0
   chosen = select(workloads, args.only)
   if not chosen:
@@ -189,11 +197,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   torch, torch_note = load_torch(args.no_torch)
   lines, meta = environment(torch_note)
+  accel = accelerators.of_device(jax.devices()[0])
+  if accel is not None:
+    lines.append(accel.describe())
+    meta["accelerator"] = {"name": accel.name, "peak_gbps": accel.peak_gbps}
   mode = "quick" if args.quick else "full"
   header = (f"jaxloss bench ({mode}): {len(chosen)} workload(s), {args.rounds} rounds, "
             f"~{args.block_ms:g} ms blocks, seed {args.seed}")
   rough = [] if args.rounds >= 15 else [f"note: {args.rounds} < 15 rounds, medians are rough"]
-  print("\n".join([header, *lines, *rough]), flush=True)
+  key = ["columns:", *report.column_key_lines(accel is not None)]
+  print("\n".join([header, *lines, *rough, *key]), flush=True)
 
   results = []
   with tqdm(total=len(chosen) * args.rounds, file=sys.stderr, unit="round", leave=False,
@@ -202,9 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
       result = harness.run_workload(
           w, quick=args.quick, rounds=args.rounds, block_s=args.block_ms / 1e3, seed=args.seed,
           torch=torch, status=bar.set_description, on_round=lambda: bar.update(1))
-      bar.write("\n" + report.format_text(result), file=sys.stdout)
+      bar.write("\n" + report.format_text(result, accel), file=sys.stdout)
       sys.stdout.flush()
       results.append(result)
+  print("\n" + report.format_summary_text(results, accel), flush=True)
   wall = time.perf_counter() - start
   print(f"\nwall time {wall:.1f} s", flush=True)
 
@@ -214,15 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
   caption = f"{meta['device']} ({meta['device_kind']}), jax {meta['jax']}, {mode}"
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
-      f.write(report.to_json(results, meta) + "\n")
+      f.write(report.to_json(results, meta, accel) + "\n")
     print(f"wrote {args.json}")
   if args.markdown:
     with open(args.markdown, "w", encoding="utf-8") as f:
-      f.write(report.format_markdown(results, "\n".join([header, *lines]).replace("\n", "  \n")))
+      f.write(report.format_markdown(results, "\n".join([header, *lines]).replace("\n", "  \n"),
+                                     accel))
     print(f"wrote {args.markdown}")
   if args.plot:
-    report.plot(results, args.plot, caption)
+    chart.plot(results, args.plot, caption)
     print(f"wrote {args.plot}")
+  if args.compare_data is not None:
+    new = report.to_dict(results, meta, accel)
+    print("\n" + compare.format_compare(args.compare_data, new, args.compare,
+                                        args.json or "this run"))
   return 0
 
 

@@ -58,6 +58,13 @@ class Workload:
       rtol |v_ref|`` for the value, ``max |g - g_ref| <= rtol max |g_ref|`` for
       the gradient.
     atol: absolute tolerance of the value check.
+    grad: ``False`` for a value-only workload (a function with no gradient, e.g.
+      a distance transform): every implementation maps the inputs to an output
+      array, ``jax.jit(fn)`` is timed, and the outputs must agree element-wise
+      (``max |out - out_ref| <= atol + rtol max |out_ref|``) and in sum.
+    host_impls: implementation name -> ``fn(*numpy_inputs) -> array``, a peer
+      that runs on the host (NumPy, scipy), timed in the same process on the
+      NumPy inputs; value-only workloads only.
   """
 
   name: str
@@ -70,6 +77,8 @@ class Workload:
   min_bytes: Callable[[Sequence[np.ndarray]], int] | None = None
   rtol: float = 1e-4
   atol: float = 1e-6
+  grad: bool = True
+  host_impls: Mapping[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
 
 
 _REGISTRY: dict[str, Workload] = {}
@@ -82,6 +91,13 @@ def register(workload: Workload) -> Workload:
   if JAXLOSS not in workload.impls:
     raise ValueError(f"workload {workload.name!r} has no {JAXLOSS!r} implementation")
   reserved = {ROOFLINE, COPYTO, TORCH_EAGER, TORCH_COMPILE} & set(workload.impls)
+  reserved |= {ROOFLINE, COPYTO, TORCH_EAGER, TORCH_COMPILE, JAXLOSS} & set(workload.host_impls)
+  if workload.host_impls and workload.grad:
+    raise ValueError(f"workload {workload.name!r}: host_impls need a value-only workload "
+                     f"(grad=False)")
+  if workload.torch_factory is not None and not workload.grad:
+    raise ValueError(f"workload {workload.name!r}: torch rows time a gradient; a value-only "
+                     f"workload (grad=False) takes host_impls instead")
   if reserved:
     raise ValueError(f"workload {workload.name!r} uses reserved names {sorted(reserved)}")
   _REGISTRY[workload.name] = workload
@@ -200,18 +216,32 @@ class Contender:
   stats: XlaStats | None = None
 
 
+def _output_result(out: Any) -> tuple[float, np.ndarray]:
+  """A value-only contender's ``(sum, output)``: checked like ``(value, gradient)``."""
+  out = np.asarray(out, np.float64)
+  return float(np.sum(out)), out
+
+
 def _jax_contender(name: str, fn: Callable[..., Any], args: Sequence[jax.Array],
-                   grad: bool = True) -> Contender:
+                   grad: bool = True, check: bool = True) -> Contender:
   compiled = jax.jit(jax.value_and_grad(fn) if grad else fn).lower(*args).compile()
 
   def call() -> Any:
     return jax.block_until_ready(compiled(*args))
 
   def result() -> tuple[float, np.ndarray]:
+    if not grad:
+      return _output_result(call())
     value, g = call()
     return float(value), np.asarray(g, np.float64)
 
-  return Contender(name, call, result if grad else None, xla_stats(compiled))
+  return Contender(name, call, result if check else None, xla_stats(compiled))
+
+
+def _host_contender(name: str, fn: Callable[..., Any], host_inputs: Sequence[np.ndarray]
+                    ) -> Contender:
+  """A NumPy/scipy peer of a value-only workload, called on the host inputs."""
+  return Contender(name, lambda: fn(*host_inputs), lambda: _output_result(fn(*host_inputs)))
 
 
 def _copy_contender(x0: np.ndarray) -> Contender:
@@ -262,7 +292,8 @@ def check_agreement(workload: Workload, contenders: Sequence[Contender]) -> floa
   """Raises :class:`MismatchError` unless all agree with jaxloss; returns the worst error.
 
   The error is relative: ``|v - v_ref| / |v_ref|`` for the value and
-  ``max |g - g_ref| / max |g_ref|`` for the gradient.
+  ``max |g - g_ref| / max |g_ref|`` for the gradient (for a value-only workload:
+  the sum of the output, and the output).
   """
   outs = {c.name: c.result() for c in contenders if c.result is not None}
   ref_v, ref_g = outs[JAXLOSS]
@@ -279,8 +310,9 @@ def check_agreement(workload: Workload, contenders: Sequence[Contender]) -> floa
     worst = max(worst, v_err / max(abs(ref_v), 1e-30), g_err / g_scale)
     if not v_err <= workload.atol + workload.rtol * abs(ref_v):
       problems.append(f"{name}: value {v!r} vs jaxloss {ref_v!r}")
-    if not g_err <= workload.rtol * g_scale:
-      problems.append(f"{name}: gradient max |diff| {g_err:.3g} (max |grad| {g_scale:.3g})")
+    if not g_err <= (0.0 if workload.grad else workload.atol) + workload.rtol * g_scale:
+      what = "gradient" if workload.grad else "output"
+      problems.append(f"{name}: {what} max |diff| {g_err:.3g} (max |{what}| {g_scale:.3g})")
   if problems:
     raise MismatchError(
         f"workload {workload.name!r}: implementations disagree with jaxloss "
@@ -389,7 +421,8 @@ def run_workload(workload: Workload, *, quick: bool, rounds: int, block_s: float
   """Builds, checks, measures and times one workload.
 
   1. Contenders: ``jax.jit(jax.value_and_grad(fn))`` of every implementation
-     (w.r.t. input 0), the roofline, ``np.copyto`` of input 0 and, when
+     (w.r.t. input 0; ``jax.jit(fn)`` and the host peers for a value-only
+     workload), the roofline, ``np.copyto`` of input 0 and, when
      ``torch`` is given, torch eager and ``torch.compile``.
   2. :func:`check_agreement` with jaxloss (raises :class:`MismatchError`).
   3. XLA's bytes accessed, kernel count and temp size of each compiled one.
@@ -400,12 +433,15 @@ def run_workload(workload: Workload, *, quick: bool, rounds: int, block_s: float
   host = [np.asarray(x) for x in workload.make_inputs(quick, _seed(seed, workload.name, 0))]
   args = [jax.device_put(x) for x in host]
   status(f"{workload.name}: compiling")
-  contenders = [_jax_contender(name, fn, args) for name, fn in workload.impls.items()]
+  contenders = [_jax_contender(name, fn, args, grad=workload.grad)
+                for name, fn in workload.impls.items()]
+  contenders += [_host_contender(name, fn, host) for name, fn in workload.host_impls.items()]
   if torch is not None and workload.torch_factory is not None:
     status(f"{workload.name}: torch")
     contenders += _torch_contenders(torch, workload.torch_factory(torch), host, notes)
   roofline = workload.roofline or streaming_roofline
-  contenders += [_jax_contender(ROOFLINE, roofline, args, grad=False), _copy_contender(host[0])]
+  contenders += [_jax_contender(ROOFLINE, roofline, args, grad=False, check=False),
+                 _copy_contender(host[0])]
   status(f"{workload.name}: checking")
   max_err = check_agreement(workload, contenders)
   status(f"{workload.name}: timing")

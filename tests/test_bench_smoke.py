@@ -23,9 +23,11 @@ def test_quick_bench_runs_and_writes_reports(tmp_path, capsys):
   assert code == 0
   text = capsys.readouterr().out
   assert "== mse" in text and "== softmax_ce" in text
+  assert text.index("columns:") < text.index("== mse") < text.index("== summary")
   results = json.loads(out.read_text())
   assert results
   assert png.stat().st_size > 0 and md.read_text().strip()
+  assert "## Summary" in md.read_text()
 
 
 def test_unknown_workload_is_reported():
