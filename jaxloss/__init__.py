@@ -16,9 +16,15 @@ from jaxloss._class_weights import effective_number_weights as effective_number_
 from jaxloss._class_weights import inverse_frequency_weights as inverse_frequency_weights
 from jaxloss._class_weights import median_frequency_weights as median_frequency_weights
 from jaxloss._classification import softmax_cross_entropy as softmax_cross_entropy
+from jaxloss._cldice import cl_dice_loss as cl_dice_loss
+from jaxloss._cldice import dice_cl_dice_loss as dice_cl_dice_loss
+from jaxloss._cldice import soft_skeleton as soft_skeleton
 from jaxloss._compositions import sigmoid_bce_dice_loss as sigmoid_bce_dice_loss
 from jaxloss._compositions import softmax_ce_dice_loss as softmax_ce_dice_loss
+from jaxloss._consistency import consistency_loss as consistency_loss
+from jaxloss._consistency import entropy_minimization_loss as entropy_minimization_loss
 from jaxloss._distance import distance_transform as distance_transform
+from jaxloss._distance import signed_distance as signed_distance
 from jaxloss._distribution import earth_mover_distance as earth_mover_distance
 from jaxloss._focal import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxloss._focal import softmax_focal_loss as softmax_focal_loss
@@ -46,24 +52,31 @@ from jaxloss._regression import mean_squared_error as mean_squared_error
 from jaxloss._scores import counts_to_distribution as counts_to_distribution
 from jaxloss._scores import score_mean_std as score_mean_std
 from jaxloss._scores import scores_to_distribution as scores_to_distribution
-from jaxloss._semi_supervised import consistency_loss as consistency_loss
-from jaxloss._semi_supervised import entropy_minimization_loss as entropy_minimization_loss
 from jaxloss._semi_supervised import labeled_mask as labeled_mask
 from jaxloss._semi_supervised import multi_head_loss as multi_head_loss
 from jaxloss._semi_supervised import pseudo_label_cross_entropy as pseudo_label_cross_entropy
+from jaxloss._shape_losses import boundary_loss as boundary_loss
+from jaxloss._shape_losses import hausdorff_dt_loss as hausdorff_dt_loss
+from jaxloss._surface_metrics import average_surface_distance as average_surface_distance
+from jaxloss._surface_metrics import hausdorff_distance as hausdorff_distance
+from jaxloss._surface_metrics import surface_dice as surface_dice
 
 __version__ = "0.1.0"
 
 __all__ = [
     "REDUCTIONS",
     "accuracy",
+    "average_surface_distance",
+    "boundary_loss",
     "checked",
+    "cl_dice_loss",
     "class_breakdown",
     "class_pixel_counts",
     "ClassCounts",
     "confusion_matrix",
     "consistency_loss",
     "counts_to_distribution",
+    "dice_cl_dice_loss",
     "dice_loss",
     "dice_per_class",
     "distance_transform",
@@ -72,6 +85,8 @@ __all__ = [
     "entropy_minimization_loss",
     "gaussian_overlap",
     "generalized_dice_loss",
+    "hausdorff_distance",
+    "hausdorff_dt_loss",
     "huber_loss",
     "inverse_frequency_weights",
     "iou_per_class",
@@ -95,10 +110,13 @@ __all__ = [
     "sigmoid_bce_dice_loss",
     "sigmoid_binary_cross_entropy",
     "sigmoid_focal_loss",
+    "signed_distance",
+    "soft_skeleton",
     "softmax_ce_dice_loss",
     "softmax_cross_entropy",
     "softmax_focal_loss",
     "split_mixture_outputs",
+    "surface_dice",
     "tversky_loss",
     "value_checks",
 ]

@@ -11,6 +11,7 @@ from jaxloss import _checks
 from jaxloss._bce_dice import bce_dice_totals
 from jaxloss._binary import sigmoid_binary_cross_entropy
 from jaxloss._breakdown import class_breakdown
+from jaxloss._ce_dice import ce_dice_totals
 from jaxloss._classification import softmax_cross_entropy
 from jaxloss._overlap import check_smooth, class_and_reduce_axes, option
 from jaxloss._overlap_losses import dice_terms
@@ -77,9 +78,10 @@ def sigmoid_bce_dice_loss(
   with integer weights equals repeating the images).
 
   Value and gradient are one hand-written ``custom_vjp`` (``_bce_dice.py``):
-  one pass over the logits forms both totals and the Dice sums, one pass forms
-  the whole gradient; only the ``[groups, C]`` sums are kept in between. It
-  equals the sum of the two public losses, value and gradient (tested).
+  the forward pass forms both totals and the Dice sums, one pass over the
+  logits forms the whole gradient; only the ``[groups, C]`` sums are kept in
+  between. It equals the sum of the two public losses, value and gradient
+  (tested).
   Reverse mode only (a hand-written ``custom_vjp``): ``jax.jvp`` and
   ``jax.jacfwd`` raise JAX's ``TypeError``; second derivatives work through
   reverse mode first: ``jax.hessian`` (forward-over-reverse) and
@@ -295,6 +297,12 @@ def softmax_ce_dice_loss(
   (per-pixel CE against ``[groups, C]`` Dice losses), and the total stays one
   differentiable scalar for :func:`jax.grad`, with the breakdown beside it.
 
+  With class-id labels, the class axis last, no ``label_smoothing`` and no
+  ``axis_name``, both parts come from one hand-written ``custom_vjp``
+  (``_ce_dice.py``: one softmax, reused by the backward pass); otherwise from
+  ``softmax_cross_entropy`` and the Dice path. Both give the same value and
+  gradient (tested).
+
   Reverse mode only (its CE part is a hand-written ``custom_vjp``): ``jax.jvp``
   and ``jax.jacfwd`` raise JAX's ``TypeError``; second derivatives work through
   reverse mode first: ``jax.hessian`` (forward-over-reverse) and
@@ -354,15 +362,26 @@ def softmax_ce_dice_loss(
                      "sigmoid_bce_dice_loss for one channel.")
   _check_per_image("weights", weights, x.shape[0])
   _check_per_image("where", where, x.shape[0])
-  ce = softmax_cross_entropy(
-      x, y, axis=axis, class_weights=class_weights, weights=weights, where=where,
-      ignore_index=ignore_index, label_smoothing=label_smoothing,
-      reduction=reduction, axis_name=axis_name)
-  dice = dice_terms(x, y, axis=axis, activation="softmax", reduce_axes=reduce_axes,
-                    class_weights=class_weights, include_background=include_background,
-                    smooth=smooth, squared=False, weights=weights, where=where,
-                    ignore_index=ignore_index, reduction=reduction, axis_name=axis_name,
-                    per_image=True)
+  _checks.scalar_option("label_smoothing", label_smoothing, low=0.0, high=1.0)
+  fused = None
+  if isinstance(label_smoothing, (int, float)) and label_smoothing == 0 and axis_name is None:
+    # Class-id labels, class axis last: one softmax for both parts (_ce_dice.py).
+    fused = ce_dice_totals(x, y, axis=axis, class_weights=class_weights,
+                           ignore_index=ignore_index, reduce_axes=reduce_axes,
+                           include_background=include_background, smooth=smooth,
+                           weights=weights, where=where, reduction=reduction)
+  if fused is not None:
+    ce, dice = fused
+  else:
+    ce = softmax_cross_entropy(
+        x, y, axis=axis, class_weights=class_weights, weights=weights, where=where,
+        ignore_index=ignore_index, label_smoothing=label_smoothing,
+        reduction=reduction, axis_name=axis_name)
+    dice = dice_terms(x, y, axis=axis, activation="softmax", reduce_axes=reduce_axes,
+                      class_weights=class_weights, include_background=include_background,
+                      smooth=smooth, squared=False, weights=weights, where=where,
+                      ignore_index=ignore_index, reduction=reduction, axis_name=axis_name,
+                      per_image=True)
   total = _combine(ce_weight, ce, dice_weight, dice)
   if not return_components:
     return total

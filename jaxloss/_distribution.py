@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -13,11 +12,42 @@ from jax import lax
 from jaxloss import _checks
 from jaxloss._reduction import reduce_elements
 
+# Up to this many bins the prefix sums along the bin axis are formed densely (below);
+# beyond it by lax.associative_scan. XLA:CPU, value and gradient of NIMA's EMD (r = 2),
+# about 655k elements per input: at 10 bins the dense form takes 0.4x the time of the
+# sequential per-bin chain it replaced and about 0.55x that of the scan; the two cross
+# near 20 bins (16: dense 0.73x the scan's time; 24: scan 0.84x dense's; 128: 0.3x).
+_DENSE_MAX_BINS = 16
 
-def _slices(x: jax.Array, axis: int) -> list[jax.Array]:
-  # Per-bin slices: XLA:CPU runs elementwise work over them vectorised across rows,
-  # where a cumsum or reduction over a ten-wide minor axis runs one row at a time.
-  return [lax.index_in_dim(x, k, axis, keepdims=False) for k in range(x.shape[axis])]
+
+def _prefix_sum(x: jax.Array, axis: int, reverse: bool = False) -> jax.Array:
+  """Σ_{j≤k} x_j along ``axis`` (``reverse``: Σ_{j≥k} x_j), summed in increasing j.
+
+  Few bins: each output is the sum of N masked terms, one per bin slice, all inside one
+  elementwise kernel. O(N²) adds, but no intermediate: a per-bin chain of slices makes
+  XLA materialise every prefix as its own kernel (25 kernels and 20x the minimal bytes
+  at 10 bins), or recompute the whole chain for every output column when fused.
+  """
+  n = x.shape[axis]
+  if n > _DENSE_MAX_BINS:
+    return lax.associative_scan(jnp.add, x, reverse=reverse, axis=axis)
+  k = lax.broadcasted_iota(jnp.int32, x.shape, axis)
+  zero = jnp.zeros((), x.dtype)
+  terms = [jnp.where(k <= j if reverse else k >= j, lax.slice_in_dim(x, j, j + 1, axis=axis), zero)
+           for j in range(n)]
+  return functools.reduce(jnp.add, terms)
+
+
+def _bin_reduce(op, x: jax.Array, axis: int) -> jax.Array:
+  """``op``-reduction (``jnp.add`` or ``jnp.maximum``) over the bin axis, no kept axis.
+
+  Few bins: an elementwise chain over the per-bin slices, vectorised across rows, where
+  XLA:CPU reduces a short minor axis one row at a time.
+  """
+  if x.shape[axis] > 32:
+    return (jnp.sum if op is jnp.add else jnp.max)(x, axis=axis)
+  return functools.reduce(op, [lax.index_in_dim(x, k, axis, keepdims=False)
+                               for k in range(x.shape[axis])])
 
 
 def _bin_coefficients(bin_positions, n: int, dtype) -> np.ndarray | jax.Array:
@@ -39,10 +69,11 @@ def _bin_coefficients(bin_positions, n: int, dtype) -> np.ndarray | jax.Array:
 # EMD_r = S^(1/r), S = Σ_k c_k |Δ_k|^r, Δ_k = Σ_{j≤k} (p_j − q_j).
 #   ∂E/∂Δ_k = S^(1/r − 1) · c_k · |Δ_k|^(r−1) · sign(Δ_k)          (0 where S = 0)
 #   ∂E/∂p_j = Σ_{k≥j} ∂E/∂Δ_k  (a reversed prefix sum),  ∂E/∂q_j = −∂E/∂p_j.
-# Value and gradient always come together in training, so the forward pass forms the
-# gradient (one more elementwise pass over the bins) and the backward pass only scales
-# it by the incoming cotangent. The gradient is defined as 0 at p == q, where the root
-# is not differentiable.
+# The forward pass keeps h_k = c_k |Δ_k|^(r−1) sign(Δ_k) and the per-example factor
+# S^(1/r − 1); the backward pass folds the incoming cotangent into that factor before
+# the reversed prefix sum, which then writes the gradient directly (one pass fewer than
+# scaling a stored gradient). For r = 2 with even bins, h is Δ itself. The gradient is
+# defined as 0 at p == q, where the root is not differentiable.
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
@@ -61,51 +92,54 @@ def _abs_pow(d: jax.Array, r: float) -> jax.Array:
 
 
 def _emd_fwd(p, q, coef, axis, r, static_coef):
-  cdf = list(itertools.accumulate(_slices(p - q, axis)))
+  cdf = _prefix_sum(p - q, axis)
   big = None
   if r not in (1, 2):
     # |Δ|^r underflows for a large r (0.3^200 = 0 in float32) and the loss would read 0.
     # Scale by M = max_k |Δ_k|: E = M·(Σ c_k |Δ_k/M|^r)^(1/r), while ∂E/∂Δ_k has the
     # same form in u = Δ/M (the powers of M cancel), so only the value is rescaled.
-    big = functools.reduce(jnp.maximum, [jnp.abs(dk) for dk in cdf])
+    big = _bin_reduce(jnp.maximum, jnp.abs(cdf), axis)
     inv = jnp.where(big > 0, 1 / jnp.where(big > 0, big, 1), 0)
-    cdf = [dk * inv for dk in cdf]
+    cdf = cdf * jnp.expand_dims(inv, axis)
   # Evenly spaced bins: one compile-time coefficient 1/N, factored out of the sums.
   uniform = static_coef is not None and len(set(static_coef)) == 1
-  c = [1.0] * len(cdf) if uniform else (
-      list(static_coef) if static_coef is not None else [coef[k] for k in range(len(cdf))])
   c0 = static_coef[0] if uniform else 1.0
-  powers = [_abs_pow(dk, r) for dk in cdf]
+  cb = None
   if not uniform:
-    powers = [ck * pk for ck, pk in zip(c, powers, strict=True)]
-  s = functools.reduce(jnp.add, powers) * c0
+    c = np.asarray(static_coef) if static_coef is not None else coef
+    cb = jnp.expand_dims(jnp.asarray(c, cdf.dtype), tuple(i for i in range(cdf.ndim) if i != axis))
+  powers = _abs_pow(cdf, r)
+  if cb is not None:
+    powers = cb * powers
+  s = _bin_reduce(jnp.add, powers, axis) * c0
   positive = s > 0
-  safe_s = jnp.where(positive, s, 1)
+  # scale = c0 · S^(1/r − 1) = c0 · E / S, taken as 0 where S == 0 (the gradient at
+  # p == q) by dividing by inf there. A division, not an outer select on S > 0, ends the
+  # expression: XLA would otherwise recompute S inside every term of the backward pass.
   if r == 2:
     emd = jnp.sqrt(s)
-    scale = jnp.where(positive, c0 / jnp.where(positive, emd, 1), 0)  # c0 · S^(-1/2)
+    scale = c0 / jnp.where(positive, emd, jnp.inf)
   else:
+    safe_s = jnp.where(positive, s, 1)
     emd = jnp.where(positive, safe_s ** (1 / r), 0)
-    # S^(1/r − 1) = E / S, taken as 0 where S == 0 (the gradient at p == q).
-    scale = jnp.where(positive, c0 * emd / safe_s, 0)
+    scale = (c0 * emd) / jnp.where(positive, s, jnp.inf)
   if r == 1:
-    dcdf = [jnp.sign(dk) for dk in cdf]
+    h = jnp.sign(cdf)
   elif r == 2:
-    dcdf = cdf
+    h = cdf
   else:
-    dcdf = [_abs_pow(dk, r - 1) * jnp.sign(dk) for dk in cdf]
-  if not uniform:
-    dcdf = [ck * dk for ck, dk in zip(c, dcdf, strict=True)]
-  # ∂E/∂p_j = Σ_{k≥j} ∂E/∂Δ_k: a reversed prefix sum.
-  grad = list(itertools.accumulate([scale * d for d in dcdf[::-1]]))[::-1]
+    h = _abs_pow(cdf, r - 1) * jnp.sign(cdf)
+  if cb is not None:
+    h = cb * h
   if big is not None:
     emd = big * emd
-  return emd, (jnp.stack(grad, axis=axis), coef)
+  return emd, (h, scale, coef)
 
 
 def _emd_bwd(axis, r, static_coef, res, g):
-  grad_p, coef = res
-  gp = jnp.expand_dims(g, axis) * grad_p
+  h, scale, coef = res
+  # ∂E/∂p_j = Σ_{k≥j} g·S^(1/r−1)·h_k: a reversed prefix sum.
+  gp = _prefix_sum(jnp.expand_dims(g * scale, axis) * h, axis, reverse=True)
   # The bin coefficients come from static positions: no gradient flows to them.
   return gp, -gp, jnp.zeros_like(coef)
 
@@ -157,11 +191,14 @@ def earth_mover_distance(
   renormalised silently: unnormalised inputs are a bug that the opt-in value
   checks (:func:`jaxloss.checked`) report.
 
-  **Gradient.** A hand-written ``custom_vjp``: the forward pass forms the
-  gradient, a reversed prefix sum of :math:`c_k |\Delta_k|^{r-1}
-  \mathrm{sign}(\Delta_k)` times :math:`\mathrm{EMD}^{1-r}`, and the backward
-  pass only scales it. It is finite everywhere and defined as 0 at
-  ``predictions == targets``, where the root is not differentiable.
+  **Gradient.** A hand-written ``custom_vjp``: the gradient is a reversed
+  prefix sum of :math:`c_k |\Delta_k|^{r-1} \mathrm{sign}(\Delta_k)` times
+  :math:`\mathrm{EMD}^{1-r}`; the forward pass keeps those terms and the
+  backward pass folds in the cotangent and sums. Up to 16 bins the prefix
+  sums are formed densely (each output a masked sum over all bins, one
+  kernel); beyond, by ``jax.lax.associative_scan``. It is finite everywhere
+  and defined as 0 at ``predictions == targets``, where the root is not
+  differentiable.
   For finite ``r`` forward mode on the loss itself is not available (a
   hand-written ``custom_vjp``): ``jax.jvp`` and ``jax.jacfwd`` raise JAX's
   ``TypeError``; ``jax.hessian`` (forward over reverse) and

@@ -30,10 +30,67 @@ def _lovasz_grad(fg_sorted: jax.Array) -> jax.Array:
   return jnp.concatenate([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], axis=-1)
 
 
+def _descending_key(errors: jax.Array) -> jax.Array:
+  """uint32 keys whose ascending order is :func:`lax.sort`'s order of ``-errors``.
+
+  The same total order as ``lax.sort``'s float comparator: -0 equals +0, NaNs
+  equal each other and sort after +inf.
+  """
+  zero = jnp.zeros((), errors.dtype)
+  v = jnp.where(errors == 0, zero, -errors)
+  v = jnp.where(jnp.isnan(v), jnp.full((), jnp.nan, errors.dtype), v)
+  bits = lax.bitcast_convert_type(v, jnp.int32)
+  bits = jnp.where(bits < 0, bits ^ jnp.int32(0x7FFFFFFF), bits)
+  return lax.bitcast_convert_type(bits, jnp.uint32) ^ jnp.uint32(0x80000000)
+
+
+def _radix_order(errors: jax.Array) -> jax.Array:
+  """The stable descending argsort of f32 ``errors`` over the last axis, by single-key sorts.
+
+  XLA:CPU sorts one array of integers with a plain comparison about 6x faster
+  than it sorts a (key, payload) tuple through the comparator. So this sorts
+  32-bit words ``digit << b | position`` (``b`` bits hold a position) once per
+  ``32 - b``-bit digit of the key, least significant digit first: each sort is
+  stable in the digit (ties keep the previous pass's order, by position), so the
+  last pass leaves the stable sort of the whole key. Two passes up to 2^16
+  elements per row.
+  """
+  ax, n = errors.ndim - 1, errors.shape[-1]
+  b = max(1, (n - 1).bit_length())
+  d = 32 - b
+  key = _descending_key(errors)
+  pos = lax.broadcasted_iota(jnp.uint32, errors.shape, ax)
+  src = None  # the original index of each position after the passes so far
+  for shift in range(0, 32, d):
+    digit = key if src is None else jnp.take_along_axis(key, src, ax, mode="promise_in_bounds")
+    digit = digit >> shift if shift + d >= 32 else (digit >> shift) & jnp.uint32((1 << d) - 1)
+    # Distinct words (the position), so an unstable sort is exact.
+    packed = lax.sort((digit << b) | pos, dimension=ax, is_stable=False)
+    p = (packed & jnp.uint32((1 << b) - 1)).astype(jnp.int32)
+    src = p if src is None else jnp.take_along_axis(src, p, ax, mode="promise_in_bounds")
+  return src
+
+
+_RADIX_MAX_BITS = 24  # positions up to 2^24 per row: at most 4 passes
+
+
+def _descending_order(errors: jax.Array) -> jax.Array:
+  """The stable argsort of ``errors`` over the last axis, largest first."""
+  ax, n = errors.ndim - 1, errors.shape[-1]
+  iota = lax.broadcasted_iota(jnp.int32, errors.shape, ax)
+  tuple_sort = lambda e: lax.sort((-e, iota), dimension=ax, num_keys=1)[1]  # noqa: E731
+  if errors.dtype != jnp.float32 or n < 2 or (n - 1).bit_length() > _RADIX_MAX_BITS:
+    return tuple_sort(errors)
+  # CPU: the single-key passes win (5.7x the tuple sort on [8, 16384]); GPU and TPU
+  # sort key-value tuples natively, so they keep one sort.
+  return lax.platform_dependent(errors, cpu=_radix_order, default=tuple_sort)
+
+
 def _sorted_dot(errors: jax.Array, fg: jax.Array, hinge: bool) -> jax.Array:
   """Σ_k f(error_(k)) · lovasz_grad(fg)_k over the last axis, errors sorted descending."""
-  neg_sorted, fg_sorted = lax.sort((-errors, fg), dimension=errors.ndim - 1, num_keys=1)
-  sorted_errors = -neg_sorted
+  order = _descending_order(lax.stop_gradient(errors))
+  fg_sorted = jnp.take_along_axis(fg, order, -1, mode="promise_in_bounds")
+  sorted_errors = jnp.take_along_axis(errors, order, -1, mode="promise_in_bounds")
   grad = lax.stop_gradient(_lovasz_grad(fg_sorted))
   value = jax.nn.relu(sorted_errors) if hinge else sorted_errors
   return jnp.sum(value * grad, axis=-1)

@@ -8,6 +8,7 @@ losses, so ``reduction="none"`` is the per-class breakdown.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -109,10 +110,94 @@ def batch_level_mask(image_mask: jax.Array | None, batch: int, rank: int,
   return jnp.reshape(kept > 0, (1,) * rank)
 
 
+class OverlapMaps(NamedTuple):
+  """The checked, activated, masked per-class maps behind the overlap sums (input layout)."""
+
+  p: jax.Array  # probabilities; 0 where the (group, class) is masked or the pixel ignored
+  t: jax.Array  # per-class targets; NaN at invalid labels; 0 where masked or ignored
+  axis: int  # the class axis
+  reduce_axes: tuple[int, ...]  # the summed axes
+  kept: list[int]  # the axes of the sums, in input order (groups and, per class, the class)
+  known: jax.Array | None  # input-space pixel mask, False at ignore_index (class axis size 1)
+  used: jax.Array | None  # input-space mask of the terms that enter the sums (p, t kept)
+  image_weights: jax.Array | None  # [B, 1, ...] per-image weights of a batch-level loss
+  batch_reduced: bool
+  where: jax.Array | None  # the loss-space mask, aligned to the loss shape
+  weights: jax.Array | None  # the loss-space weights, aligned to the loss shape
+
+
+def _variadic_sums(p, t, axes: tuple[int, ...], squared: bool) -> tuple[jax.Array, ...]:
+  """(Σ p·t, Σ p^k, Σ t^k, Σ t) over ``axes`` in one pass over ``p`` and ``t``.
+
+  One variadic reduce reads the maps once, where separate ``jnp.sum`` calls
+  read them once per sum (XLA:CPU fuses neither into one pass). The last axis
+  is summed first, then the others: a single reduce over every axis would
+  accumulate sequentially and lose precision (3.7e-6 relative on [8, 256,
+  256, 5] against 1e-8 for ``jnp.sum``); the two stages match ``jnp.sum``.
+  """
+  zero = jnp.zeros((), p.dtype)
+  ops = (p * t, p * p, t * t, t) if squared else (p * t, p, t)
+
+  def add(a, b):
+    return tuple(u + v for u, v in zip(a, b, strict=True))
+
+  last = axes[-1]
+  out = lax.reduce(ops, (zero,) * len(ops), add, (last,))
+  if len(axes) > 1:
+    out = lax.reduce(out, (zero,) * len(ops), add, axes[:-1])
+  return tuple(out) if squared else (*out, out[2])
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _fused_sums(p, t, axes, squared):
+  return _variadic_sums(p, t, axes, squared)
+
+
+@functools.partial(_fused_sums.defjvp, symbolic_zeros=True)
+def _fused_sums_jvp(axes, squared, primals, tangents):
+  """The tangent sums, linear in (dp, dt): reverse mode transposes them to broadcasts."""
+  p, t = primals
+  dp, dt = (None if type(d) is jax.custom_derivatives.SymbolicZero else d for d in tangents)
+  out = _fused_sums(p, t, axes, squared)  # itself: higher orders go through this rule
+
+  def total(like, *vs):  # zeros_like keeps the primal's type (shard_map's varying axes)
+    present = [v for v in vs if v is not None]
+    return jnp.sum(sum(present[1:], present[0]), axis=axes) if present else jnp.zeros_like(like)
+
+  di = total(out[0], None if dp is None else dp * t, None if dt is None else p * dt)
+  dpk = total(out[1], None if dp is None else (2 * p * dp if squared else dp))
+  dtk = total(out[2], None if dt is None else (2 * t * dt if squared else dt))
+  return out, (di, dpk, dtk, total(out[3], dt))
+
+
 def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_index, squared,
                  axis_name, weights=None, where=None, per_class=True, include_background=True,
                  per_image=False) -> OverlapSums:
-  """Checks inputs, applies the activation once and forms the overlap sums.
+  """The overlap sums of :func:`overlap_maps`' maps over ``reduce_axes``, class axis last."""
+  o = overlap_maps(predictions, labels, axis=axis, activation=activation,
+                   reduce_axes=reduce_axes, ignore_index=ignore_index, axis_name=axis_name,
+                   weights=weights, where=where, per_class=per_class,
+                   include_background=include_background, per_image=per_image)
+  p, t = o.p, o.t
+  if o.image_weights is None and o.reduce_axes:
+    sums = list(_fused_sums(p, t, o.reduce_axes, squared))
+  else:
+    pk, tk = (p * p, t * t) if squared else (p, t)
+    terms = [p * t, pk, tk, t]
+    if o.image_weights is not None:  # per-image weights of a batch-level overlap
+      terms = [o.image_weights * v for v in terms]
+    sums = [jnp.sum(v, axis=o.reduce_axes) for v in terms]
+  if o.batch_reduced and axis_name is not None:
+    sums = list(lax.psum(tuple(sums), axis_name))
+  # Class axis last: [B, C] per image, [C] per batch.
+  sums = [jnp.moveaxis(s, o.kept.index(o.axis), -1) for s in sums]
+  return OverlapSums(*sums, batch_reduced=o.batch_reduced, where=o.where, weights=o.weights)
+
+
+def overlap_maps(predictions, labels, *, axis, activation, reduce_axes, ignore_index, axis_name,
+                 weights=None, where=None, per_class=True, include_background=True,
+                 per_image=False) -> OverlapMaps:
+  """Checks inputs, applies the activation once and forms the masked per-class maps.
 
   ``weights`` and ``where`` act on the losses (``[groups, C]``, or ``[groups]``
   when not ``per_class``). A masked loss takes no part in any sum, and its
@@ -209,17 +294,9 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
     # Ignored pixels and masked (group, class) entries leave every sum (≡ slicing).
     zero = jnp.zeros((), dtype)
     p, t = jnp.where(terms_used, p, zero), jnp.where(terms_used, t, zero)
-  pk, tk = (p * p, t * t) if squared else (p, t)
-  terms = [p * t, pk, tk, t]
-  if img_w is not None:  # per-image weights of a batch-level overlap: w copies of the image
-    wi = img_w.reshape(img_w.shape + (1,) * (x.ndim - 1))
-    terms = [wi * v for v in terms]
-  sums = [jnp.sum(v, axis=axes) for v in terms]
-  if batch_reduced and axis_name is not None:
-    sums = list(lax.psum(tuple(sums), axis_name))
-  # Class axis last: [B, C] per image, [C] per batch.
-  sums = [jnp.moveaxis(s, kept.index(ax), -1) for s in sums]
-  return OverlapSums(*sums, batch_reduced=batch_reduced, where=m, weights=w)
+  # Per-image weights of a batch-level overlap: an image of weight w counts w times.
+  wi = None if img_w is None else img_w.reshape(img_w.shape + (1,) * (x.ndim - 1))
+  return OverlapMaps(p, t, ax, axes, kept, keep_pix, terms_used, wi, batch_reduced, m, w)
 
 
 def reduce_overlap(loss, sums: OverlapSums, *, class_weights, include_background,

@@ -1,4 +1,7 @@
-"""Missing labels, multi-head objectives and semi-supervised losses (FixMatch, UDA)."""
+"""Missing labels, multi-head objectives and FixMatch/UDA pseudo-label cross-entropy.
+
+The consistency and entropy-minimisation losses live in ``_consistency.py``.
+"""
 
 from __future__ import annotations
 
@@ -205,33 +208,12 @@ def _class_logits(names, arrays, axis, weights, where, reduction):
   return xs, ax, w, m, dtype
 
 
-def _log_softmax(x: jax.Array, axis: int) -> jax.Array:
-  """``log softmax(x) = (x − max x) − log Σ exp(x − max x)``: no ``log(0)``, no overflow.
-
-  Shifted first, never ``x − (max x + log Σ)``: at ``|max x| ~ 3e38`` that sum
-  would absorb the ``log Σ``. The shift is under ``stop_gradient`` (the result
-  does not depend on it). ``−inf`` only where ``p = 0`` exactly (``x − max x``
-  overflows at ±3e38 logits), which the callers select away.
-  """
-  z = x - lax.stop_gradient(jnp.expand_dims(_class_reduce(jnp.maximum, x, axis), axis))
-  return z - jnp.expand_dims(jnp.log(_class_sum(jnp.exp(z), axis)), axis)
-
-
 def _log_softmax_tempered(x: jax.Array, temperature, axis: int) -> jax.Array:
   """``log softmax(x / T)`` from ``(x − max x) / T`` (<= 0, max 0): ``x / T`` itself
   overflows at 3e38 for T < 1."""
   m = lax.stop_gradient(jnp.expand_dims(_class_reduce(jnp.maximum, x, axis), axis))
   u = (x - m) / jnp.asarray(temperature, x.dtype)
   return u - jnp.expand_dims(jnp.log(_class_sum(jnp.exp(u), axis)), axis)
-
-
-def _x_log_y(p: jax.Array, log_q: jax.Array) -> jax.Array:
-  """``p · log_q`` with the term 0 where ``p == 0`` (also when ``log_q = −inf``).
-
-  Double where: ``log_q`` is replaced *before* the product, so neither the value
-  nor the gradient ever forms ``0 · inf``.
-  """
-  return p * jnp.where(p > 0, log_q, jnp.zeros((), log_q.dtype))
 
 
 def pseudo_label_cross_entropy(
@@ -321,133 +303,3 @@ def pseudo_label_cross_entropy(
   loss = reduce_weighted(wl, w_eff, m, reduction, axis_name)
   fraction = reduce_weighted(c, None, m, "mean", axis_name)
   return loss, fraction
-
-
-def entropy_minimization_loss(
-    logits: jax.typing.ArrayLike,
-    *,
-    axis: int = -1,
-    weights: jax.typing.ArrayLike | None = None,
-    where: jax.typing.ArrayLike | None = None,
-    reduction: str = "mean",
-    axis_name: str | None = None,
-) -> jax.Array:
-  r"""Entropy of the predicted distribution (Grandvalet & Bengio 2005).
-
-  .. math::
-    l_i = H(p_i) = -\sum_k p_{ik} \log p_{ik}, \qquad p = \mathrm{softmax}(x)
-
-  in nats, evaluated as :math:`-\sum_k p_k (x_k - \mathrm{lse}(x))` with the
-  term 0 where :math:`p_k = 0`: no ``log(0)``, no cancellation, and finite
-  value and gradient for any finite logits (±3e38 included). Minimising it on
-  unlabeled examples pushes decision boundaries away from the data.
-
-  Equals ``torch.distributions.Categorical(logits=x).entropy()``,
-  ``scipy.stats.entropy(softmax(x), axis=-1)`` and
-  ``optax.softmax_cross_entropy(x, jax.nn.softmax(x))`` (value and gradient)
-  per element, reduced by :func:`jaxloss.reduce_loss`.
-
-  Args:
-    logits: unnormalised scores with a class axis.
-    axis: the class axis.
-    weights: optional per-element weights.
-    where: optional boolean mask over elements.
-    reduction: see :func:`jaxloss.reduce_loss`.
-    axis_name: optional mapped axis name to ``psum`` the reduction over.
-
-  Returns:
-    The reduced loss.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> import jaxloss
-    >>> h = jaxloss.entropy_minimization_loss(jnp.array([[0.0, 0.0], [9.0, 0.0]]),
-    ...                                       reduction="none")
-    >>> [round(v, 4) for v in h.tolist()]                # log 2, almost 0
-    [0.6931, 0.0012]
-  """
-  (x,), ax, w, m, _ = _class_logits(("logits",), (logits,), axis, weights, where, reduction)
-  log_p = _log_softmax(x, ax)
-  h = -_class_sum(_x_log_y(jnp.exp(log_p), log_p), ax)
-  return reduce_elements(h, w, m, reduction, axis_name)
-
-
-def consistency_loss(
-    logits_a: jax.typing.ArrayLike,
-    logits_b: jax.typing.ArrayLike,
-    *,
-    kind: str = "kl",
-    temperature: float = 1.0,
-    stop_gradient: bool = True,
-    axis: int = -1,
-    weights: jax.typing.ArrayLike | None = None,
-    where: jax.typing.ArrayLike | None = None,
-    reduction: str = "mean",
-    axis_name: str | None = None,
-) -> jax.Array:
-  r"""Consistency between two predictions; ``b`` is the target (UDA, MixMatch, Π-model).
-
-  With :math:`p = \mathrm{softmax}(a)` and target
-  :math:`q = \mathrm{softmax}(b / T)` (under ``stop_gradient`` by default):
-
-  .. math::
-    \text{"kl"}: l_i = \sum_k q_{ik} (\log q_{ik} - \log p_{ik}), \qquad
-    \text{"mse"}: l_i = \frac{1}{C} \sum_k (p_{ik} - q_{ik})^2
-
-  ``"kl"`` is :math:`\mathrm{KL}(q \,\|\, p)` from log-softmaxes, with the
-  term 0 where :math:`q_k = 0`, and :math:`q` from :math:`(b - \max b) / T`
-  (``b / T`` would overflow): finite value and gradient for any finite logits
-  (±3e38 included) wherever the true KL is finite. ``"mse"`` **averages**
-  over the :math:`C` classes, the convention of MixMatch, the Π-model and
-  Mean Teacher. :math:`T < 1`
-  sharpens the target, as UDA's softmax temperature and MixMatch's
-  sharpening :math:`q^{1/T} / \sum q^{1/T}` do.
-
-  Equals (``reduction="mean"``, ``[B, C]`` inputs):
-
-  * ``"kl"``: UDA's ``kl_for_log_probs(log_softmax(b), log_softmax(a))``;
-    ``optax.losses.kl_divergence_with_log_targets(log_softmax(a),
-    log_softmax(b)).mean()``; ``torch.nn.functional.kl_div(log_softmax(a),
-    log_softmax(b), log_target=True, reduction="batchmean")``.
-  * ``"mse"``: MixMatch's :math:`L_U = \frac{1}{C|U|}\sum \|q - p\|^2`;
-    Mean Teacher's ``softmax_mse_loss(a, b) / batch_size``. For a sum over
-    classes multiply by :math:`C`.
-
-  Args:
-    logits_a: prediction logits (differentiated), with a class axis.
-    logits_b: target logits, the shape of ``logits_a``.
-    kind: ``"kl"`` or ``"mse"``.
-    temperature: :math:`T > 0` applied to ``logits_b``, a finite scalar.
-    stop_gradient: if True (default) no gradient flows into ``logits_b``.
-    axis: the class axis.
-    weights: optional per-element weights.
-    where: optional boolean mask over elements.
-    reduction: see :func:`jaxloss.reduce_loss`.
-    axis_name: optional mapped axis name to ``psum`` the reduction over.
-
-  Returns:
-    The reduced loss.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> import jaxloss
-    >>> a, b = jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]])
-    >>> [round(float(jaxloss.consistency_loss(a, b, kind=k)), 4) for k in ("kl", "mse")]
-    [0.4621, 0.2136]
-  """
-  if kind not in ("kl", "mse"):
-    raise ValueError(f"`kind` must be 'kl' or 'mse'; got {kind!r}.")
-  _checks.check_static_positive("temperature", temperature)
-  (a, b), ax, w, m, dtype = _class_logits(
-      ("logits_a", "logits_b"), (logits_a, logits_b), axis, weights, where, reduction)
-  if stop_gradient:
-    b = lax.stop_gradient(b)
-  log_p = _log_softmax(a, ax)
-  log_q = _log_softmax_tempered(b, temperature, ax)
-  q = jnp.exp(log_q)
-  if kind == "kl":
-    # q·(log q − log p) from log-softmaxes, 0 where q = 0 (log q may be −inf there).
-    per = _class_sum(_x_log_y(q, log_q - log_p), ax)
-  else:
-    per = _class_sum(jnp.square(jnp.exp(log_p) - q), ax) / a.shape[ax]
-  return reduce_elements(per, w, m, reduction, axis_name)

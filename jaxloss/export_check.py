@@ -162,6 +162,11 @@ def _labels_with_ignored(b, name):
   return (jnp.where(y == 0, -1, y),), {"ignore_index": -1}
 
 
+def _surface(**kwargs):
+  return _pair(lambda r, b: _ints(r, _C, b, 8, 8), lambda r, b: _ints(r, _C, b, 8, 8),
+               num_classes=_C, **kwargs)
+
+
 E = Example
 EXAMPLES: tuple[Example, ...] = (
     # Regression
@@ -235,6 +240,25 @@ EXAMPLES: tuple[Example, ...] = (
       batched=2),
     E("entropy_minimization_loss", _single(lambda r, b: _normal(r, b, 5))),
     E("consistency_loss", _two_logits, batched=2),
+    # Shape: distances, boundaries, connectivity
+    E("distance_transform", _single(lambda r, b: jnp.asarray(r.uniform(size=(b, 6, 5)) < 0.7)),
+      differentiable=False, axis_name=False),
+    E("signed_distance", _single(lambda r, b: _ints(r, _C, b, 6, 5), num_classes=_C),
+      differentiable=False, axis_name=False),
+    E("hausdorff_distance", _surface(), batched=2, differentiable=False, axis_name=False),
+    E("average_surface_distance", _surface(symmetric=True), batched=2, differentiable=False,
+      axis_name=False),
+    E("surface_dice", _surface(tolerance=1.0), batched=2, differentiable=False,
+      axis_name=False),
+    E("boundary_loss", _segmentation_soft, batched=2),
+    E("hausdorff_dt_loss", _pair(lambda r, b: _normal(r, b, 4, 4, _C),
+                                 lambda r, b: _ints(r, _C, b, 4, 4),
+                                 activation="softmax", reduce_axes=(0, 1, 2)), batched=2),
+    E("soft_skeleton", _single(lambda r, b: _normal(r, b, 4, 4, _C)), axis_name=False),
+    E("cl_dice_loss", _pair(lambda r, b: _normal(r, b, 4, 4, _C),
+                            lambda r, b: _ints(r, _C, b, 4, 4),
+                            activation="softmax", reduce_axes=(0, 1, 2)), batched=2),
+    E("dice_cl_dice_loss", _segmentation_soft, batched=2),
 )
 
 

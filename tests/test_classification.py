@@ -139,6 +139,27 @@ def test_softmax_ce_custom_vjp_matches_autodiff_of_formula():
   np.testing.assert_allclose(ours[1], want[1], rtol=1e-10, atol=1e-14)
 
 
+def test_softmax_ce_large_and_small_input_kernels_agree():
+  # Up to 2**17 logits the kernel keeps exp(x - max) for the backward pass; beyond, it
+  # recomputes it. A 132000-logit batch and its two halves take the two paths.
+  rng = np.random.default_rng(9)
+  x = jnp.asarray(rng.normal(size=(11000, 12)).astype(np.float32) * 3)
+  y = jnp.asarray(rng.integers(0, 12, size=11000))
+  cw = jnp.asarray(rng.uniform(0.1, 2, size=12).astype(np.float32))
+
+  @jax.jit
+  def value_and_grad(x, y):
+    return jax.value_and_grad(lambda x, cw: jaxloss.softmax_cross_entropy(
+        x, y, class_weights=cw, label_smoothing=0.1, reduction="sum"), (0, 1))(x, cw)
+
+  v, (gx, gcw) = value_and_grad(x, y)
+  halves = [value_and_grad(x[i:i + 5500], y[i:i + 5500]) for i in (0, 5500)]
+  np.testing.assert_allclose(v, halves[0][0] + halves[1][0], rtol=1e-5)
+  np.testing.assert_allclose(gx, jnp.concatenate([h[1][0] for h in halves]), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(gcw, halves[0][1][1] + halves[1][1][1], rtol=1e-5)
+
+
 def test_out_of_range_labels_are_nan_and_named_by_value_checks():
   y = np.array([0, 3, 7])
   x = np.zeros((3, 4))

@@ -73,6 +73,25 @@ def test_hand_written_gradient_equals_autodiff_of_formula(r):
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("r", [2.0, 3.0])
+def test_many_bins_use_the_scan_prefix_sum_and_equal_the_formula(r):
+  # 40 bins: past the dense prefix sum's limit (16), the prefix sums are an associative scan.
+  p, q = _pq(13, n=40)
+  bins = np.cumsum(np.random.default_rng(13).uniform(0.5, 2.0, 40))
+  gaps = np.diff(bins) / np.mean(np.diff(bins))
+  c = np.concatenate([gaps, [1.0]])[None] / 40
+
+  def naive(p, q):
+    d = jnp.abs(jnp.cumsum(p - q, -1))
+    return jnp.sum(jnp.sum(c * d**r, -1) ** (1 / r))
+
+  ours = lambda p, q: jaxloss.earth_mover_distance(  # noqa: E731
+      p, q, r=r, bin_positions=bins, reduction="sum")
+  np.testing.assert_allclose(ours(p, q), naive(p, q), rtol=1e-12)
+  for a, b in zip(jax.grad(ours, (0, 1))(p, q), jax.grad(naive, (0, 1))(p, q), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_gradient_is_zero_and_finite_at_equality():
   p, _ = _pq(4)
   for r in (1.0, 2.0, 2.5):

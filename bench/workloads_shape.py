@@ -1,0 +1,134 @@
+"""Shape-aware losses: Hausdorff DT and clDice on ``[8, 256, 256, C=4]`` (quick ``[2, 64, 64, 4]``).
+
+Value and gradient w.r.t. the logits (softmax), integer blob labels. The
+``naive_jax`` rows are the compositions a user would write from MONAI's code:
+for Hausdorff, the four distance transforms called one by one
+(:func:`jaxloss.distance_transform`, the only on-device EDT in JAX) and the
+``(p - t)² (d_p² + d_t²)`` mean; for clDice, MONAI's ``soft_skel`` transcribed
+(each opening recomputes its erosion). The torch rows (when torch and MONAI
+import) run MONAI 1.6.1's ``HausdorffDTLoss`` (scipy on the host) and
+``SoftclDiceLoss`` on the NCHW-permuted tensors.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import jaxloss
+from bench.harness import Workload, register
+
+FULL = (8, 256, 256)
+QUICK = (2, 64, 64)
+C = 4
+
+
+def _blobs(quick: bool, rng: np.random.Generator):
+  """Logits and blob labels: argmax of block-upsampled noise (blobs of about 16 px)."""
+  b, h, w = QUICK if quick else FULL
+  coarse = rng.standard_normal((b, h // 16, w // 16, C))
+  labels = np.repeat(np.repeat(coarse, 16, axis=1), 16, axis=2).argmax(-1).astype(np.int32)
+  one_hot = np.eye(C, dtype=np.float32)[labels]
+  logits = 2.0 * (one_hot - 0.5) + rng.standard_normal((b, h, w, C), dtype=np.float32)
+  return logits.astype(np.float32), labels
+
+
+# --------------------------------------------------------------------------- Hausdorff
+
+
+def _naive_field(mask):
+  """MONAI's distance_field: EDT(fg) + EDT(bg) where both exist, per (image, class)."""
+  fg = jaxloss.distance_transform(mask, spatial_dims=2)
+  bg = jaxloss.distance_transform(~mask, spatial_dims=2)
+  both = jnp.any(mask, axis=(2, 3), keepdims=True) & ~jnp.all(mask, axis=(2, 3), keepdims=True)
+  return jnp.where(both, fg + bg, 0.0)
+
+
+def _naive_hausdorff(x, y):
+  p = jnp.moveaxis(jax.nn.softmax(x, axis=-1), -1, 1)  # [B, C, H, W], as MONAI
+  t = jnp.moveaxis(jax.nn.one_hot(y, C, dtype=p.dtype), -1, 1)
+  dp = lax.stop_gradient(_naive_field(p > 0.5))
+  dt = _naive_field(t > 0.5)
+  return jnp.mean(jnp.mean((p - t) ** 2 * (dp ** 2 + dt ** 2), axis=(2, 3)))
+
+
+def _torch_hausdorff(torch: ModuleType):
+  def loss(x, y):
+    from monai.losses import HausdorffDTLoss
+    t = torch.nn.functional.one_hot(y.long(), C).permute(0, 3, 1, 2).float()
+    return HausdorffDTLoss(softmax=True, include_background=True)(x.permute(0, 3, 1, 2), t)
+  return loss
+
+
+register(Workload(
+    name="shape_hausdorff_dt",
+    family="shape",
+    description="Hausdorff DT loss (alpha=2), softmax, 4 classes, per (image, class), "
+                "reduction='mean'",
+    make_inputs=_blobs,
+    impls={"jaxloss": lambda x, y: jaxloss.hausdorff_dt_loss(x, y, activation="softmax"),
+           "naive_jax": _naive_hausdorff},
+    torch_factory=_torch_hausdorff,
+))
+
+
+# --------------------------------------------------------------------------- clDice
+
+
+def _naive_erode(img):
+  p1 = -lax.reduce_window(-img, -jnp.inf, lax.max, (1, 1, 3, 1), (1,) * 4,
+                          ((0, 0), (0, 0), (1, 1), (0, 0)))
+  p2 = -lax.reduce_window(-img, -jnp.inf, lax.max, (1, 1, 1, 3), (1,) * 4,
+                          ((0, 0), (0, 0), (0, 0), (1, 1)))
+  return jnp.minimum(p1, p2)
+
+
+def _naive_dilate(img):
+  return lax.reduce_window(img, -jnp.inf, lax.max, (1, 1, 3, 3), (1,) * 4,
+                           ((0, 0), (0, 0), (1, 1), (1, 1)))
+
+
+def _naive_skel(img, iters=3):
+  def open_(x):
+    return _naive_dilate(_naive_erode(x))
+  skel = jax.nn.relu(img - open_(img))
+  for _ in range(iters):
+    img = _naive_erode(img)
+    delta = jax.nn.relu(img - open_(img))
+    skel = skel + jax.nn.relu(delta - skel * delta)
+  return skel
+
+
+def _naive_cl_dice(x, y):
+  p = jnp.moveaxis(jax.nn.softmax(x, axis=-1), -1, 1)
+  t = jnp.moveaxis(jax.nn.one_hot(y, C, dtype=p.dtype), -1, 1)
+  sp, st = _naive_skel(p), _naive_skel(t)
+  axes = (1, 2, 3)
+  tprec = (jnp.sum(sp * t, axes) + 1.0) / (jnp.sum(sp, axes) + 1.0)
+  tsens = (jnp.sum(st * p, axes) + 1.0) / (jnp.sum(st, axes) + 1.0)
+  return jnp.mean(1.0 - 2.0 * tprec * tsens / (tprec + tsens + 1e-4))
+
+
+def _torch_cl_dice(torch: ModuleType):
+  def loss(x, y):
+    from monai.losses import SoftclDiceLoss
+    t = torch.nn.functional.one_hot(y.long(), C).permute(0, 3, 1, 2).float()
+    return SoftclDiceLoss(softmax=True)(x.permute(0, 3, 1, 2), t)
+  return loss
+
+
+register(Workload(
+    name="shape_cl_dice",
+    family="shape",
+    description="soft clDice (iterations=3, smooth=1), softmax, 4 classes pooled per image "
+                "(MONAI's), reduction='mean'",
+    make_inputs=_blobs,
+    impls={"jaxloss": lambda x, y: jaxloss.cl_dice_loss(x, y, activation="softmax",
+                                                        per_class=False),
+           "naive_jax": _naive_cl_dice},
+    torch_factory=_torch_cl_dice,
+))
