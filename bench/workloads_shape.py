@@ -1,15 +1,24 @@
-"""Shape-aware losses: Hausdorff DT and clDice on ``[8, 256, 256, C=4]`` (quick ``[2, 64, 64, 4]``).
+"""Shape-aware losses: Hausdorff DT, boundary, clDice and Dice + clDice on ``[8, 256, 256, C=4]``
+(quick ``[2, 64, 64, 4]``).
 
 Value and gradient w.r.t. the logits (softmax), integer blob labels. The
 ``naive_jax`` rows are the compositions a user would write from MONAI's code:
 for Hausdorff, the four distance transforms called one by one
 (:func:`jaxloss.distance_transform`, the only on-device EDT in JAX) and the
-``(p - t)² (d_p² + d_t²)`` mean; for clDice, MONAI's ``soft_skel`` transcribed
-(each opening recomputes its erosion). The torch rows (when torch and MONAI
-import) run MONAI 1.6.1's ``HausdorffDTLoss`` (scipy on the host) and
-``SoftclDiceLoss`` on the NCHW-permuted tensors.
+``(p - t)² (d_p² + d_t²)`` mean; for the boundary loss, the authors'
+``one_hot2dist`` transcribed (two distance transforms per (image, class)) and
+the mean of ``Σ_c s_c φ_c``; for clDice, MONAI's ``soft_skel`` transcribed
+(each opening recomputes its erosion); for Dice + clDice, that clDice plus a
+per-(image, class) soft Dice, ``0.5 Dice + 0.5 clDice`` as MONAI's
+``SoftDiceclDiceLoss``. Both boundary rows compute the signed distance maps
+``φ`` inside the timed call, from the labels (``boundary_loss`` without
+``distance_maps=``): the timing includes the distance transforms, as a
+training step that does not precompute ``φ`` in its data loader pays them.
+The torch rows (when torch and MONAI import) run MONAI 1.6.1's
+``HausdorffDTLoss`` (scipy on the host), ``SoftclDiceLoss`` and
+``SoftDiceclDiceLoss`` on the NCHW-permuted tensors; the boundary loss has no
+torch row.
 """
-
 from __future__ import annotations
 
 from types import ModuleType
@@ -76,6 +85,32 @@ register(Workload(
 ))
 
 
+# --------------------------------------------------------------------------- boundary
+
+
+def _naive_boundary(x, y):
+  """The authors' ``one_hot2dist`` per (image, class), then the mean of ``Σ_c s_c φ_c``."""
+  p = jax.nn.softmax(x, axis=-1)
+  m = jnp.moveaxis(y[..., None] == jnp.arange(C), -1, 1)  # [B, C, H, W] one-hot masks
+  inside = jaxloss.distance_transform(m, spatial_dims=2)  # EDT(posmask)
+  outside = jaxloss.distance_transform(~m, spatial_dims=2)  # EDT(negmask)
+  phi = jnp.where(m, 1.0 - inside, outside)
+  phi = jnp.where(jnp.any(m, axis=(2, 3), keepdims=True), phi, 0.0)  # `if posmask.any()`
+  phi = lax.stop_gradient(jnp.moveaxis(phi, 1, -1))
+  return jnp.mean(jnp.sum(p * phi, axis=-1))
+
+
+register(Workload(
+    name="shape_boundary",
+    family="shape",
+    description="boundary loss, softmax, 4 classes, signed distance maps computed inside "
+                "from the labels, reduction='mean'",
+    make_inputs=_blobs,
+    impls={"jaxloss": lambda x, y: jaxloss.boundary_loss(x, y, activation="softmax"),
+           "naive_jax": _naive_boundary},
+))
+
+
 # --------------------------------------------------------------------------- clDice
 
 
@@ -103,9 +138,17 @@ def _naive_skel(img, iters=3):
   return skel
 
 
-def _naive_cl_dice(x, y):
+def _naive_probs(x, y):
+  """Softmax probabilities and one-hot targets, ``[B, C, H, W]`` as MONAI."""
   p = jnp.moveaxis(jax.nn.softmax(x, axis=-1), -1, 1)
-  t = jnp.moveaxis(jax.nn.one_hot(y, C, dtype=p.dtype), -1, 1)
+  return p, jnp.moveaxis(jax.nn.one_hot(y, C, dtype=p.dtype), -1, 1)
+
+
+def _naive_cl_dice(x, y):
+  return _naive_cl_dice_of(*_naive_probs(x, y))
+
+
+def _naive_cl_dice_of(p, t):
   sp, st = _naive_skel(p), _naive_skel(t)
   axes = (1, 2, 3)
   tprec = (jnp.sum(sp * t, axes) + 1.0) / (jnp.sum(sp, axes) + 1.0)
@@ -131,4 +174,37 @@ register(Workload(
                                                         per_class=False),
            "naive_jax": _naive_cl_dice},
     torch_factory=_torch_cl_dice,
+))
+
+
+# --------------------------------------------------------------------------- Dice + clDice
+
+
+def _naive_dice_cl_dice(x, y):
+  """MONAI's ``SoftDiceclDiceLoss``: soft Dice per (image, class), clDice per image."""
+  p, t = _naive_probs(x, y)
+  inter = jnp.sum(p * t, axis=(2, 3))
+  denom = jnp.sum(p, axis=(2, 3)) + jnp.sum(t, axis=(2, 3))
+  dice = jnp.mean(1.0 - (2.0 * inter + 1.0) / (denom + 1.0))
+  return 0.5 * dice + 0.5 * _naive_cl_dice_of(p, t)
+
+
+def _torch_dice_cl_dice(torch: ModuleType):
+  def loss(x, y):
+    from monai.losses import SoftDiceclDiceLoss
+    t = torch.nn.functional.one_hot(y.long(), C).permute(0, 3, 1, 2).float()
+    return SoftDiceclDiceLoss(softmax=True)(x.permute(0, 3, 1, 2), t)
+  return loss
+
+
+register(Workload(
+    name="shape_dice_cl_dice",
+    family="shape",
+    description="soft Dice + clDice (alpha=0.5, iterations=3, smooth=1), softmax, 4 classes, "
+                "Dice per (image, class), clDice pooled per image (MONAI's), reduction='mean'",
+    make_inputs=_blobs,
+    impls={"jaxloss": lambda x, y: jaxloss.dice_cl_dice_loss(x, y, activation="softmax",
+                                                             per_class=False),
+           "naive_jax": _naive_dice_cl_dice},
+    torch_factory=_torch_dice_cl_dice,
 ))

@@ -5,8 +5,10 @@ Every loss takes ``(predictions_or_logits, targets, *, ...)`` with keyword-only
 everywhere (see :func:`jaxloss.reduce_loss`).
 """
 
+from jaxloss._bce_dice_loss import sigmoid_bce_dice_loss as sigmoid_bce_dice_loss
 from jaxloss._binary import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jaxloss._breakdown import class_breakdown as class_breakdown
+from jaxloss._ce_dice_loss import softmax_ce_dice_loss as softmax_ce_dice_loss
 from jaxloss._checks import REDUCTIONS as REDUCTIONS
 from jaxloss._checks import checked as checked
 from jaxloss._checks import value_checks as value_checks
@@ -19,8 +21,6 @@ from jaxloss._classification import softmax_cross_entropy as softmax_cross_entro
 from jaxloss._cldice import cl_dice_loss as cl_dice_loss
 from jaxloss._cldice import dice_cl_dice_loss as dice_cl_dice_loss
 from jaxloss._cldice import soft_skeleton as soft_skeleton
-from jaxloss._compositions import sigmoid_bce_dice_loss as sigmoid_bce_dice_loss
-from jaxloss._compositions import softmax_ce_dice_loss as softmax_ce_dice_loss
 from jaxloss._consistency import consistency_loss as consistency_loss
 from jaxloss._consistency import entropy_minimization_loss as entropy_minimization_loss
 from jaxloss._distance import distance_transform as distance_transform

@@ -18,7 +18,7 @@ from jax import lax
 
 from jaxloss import _checks
 from jaxloss._binary import _per_class
-from jaxloss._classification import match_vma
+from jaxloss._class_inputs import match_vma
 from jaxloss._overlap import batch_level_mask, check_channels, check_smooth, class_and_reduce_axes
 from jaxloss._reduction import reduction_coefficients, safe_div
 

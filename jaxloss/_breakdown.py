@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._classification import _iota_eq
+from jaxloss._class_inputs import _iota_eq
 from jaxloss._reduction import safe_div
 
 

@@ -2,7 +2,7 @@
 
 ``softmax_ce_dice_loss`` on integer labels, class axis last, without label
 smoothing or a mapped axis, takes this path; the others take the composition of
-``softmax_cross_entropy`` and ``dice_terms`` (``_compositions.py``), which this
+``softmax_cross_entropy`` and ``dice_terms`` (``_ce_dice_loss.py``), which this
 equals in value and gradient (tested). Both parts are linear in their per-pixel
 and per-(group, class) losses, so with reduction coefficients that do not depend
 on the logits the totals are ``Σ c·nll`` and ``Σ a·(1 − D)``.
@@ -25,7 +25,7 @@ from jax import lax
 
 from jaxloss import _checks
 from jaxloss._bce_dice import _sum_to, _sum_weighted
-from jaxloss._classification import (
+from jaxloss._class_inputs import (
     _class_sum,
     _take_label,
     match_vma,

@@ -11,12 +11,8 @@ from jax import lax
 
 from jaxloss import _checks
 from jaxloss._binary import _per_class, prepare_multilabel_inputs, sigmoid_parts
-from jaxloss._classification import (
-    _gather_label,
-    _reduce,
-    prepare_class_inputs,
-    take_class,
-)
+from jaxloss._class_inputs import _gather_label, prepare_class_inputs, take_class
+from jaxloss._classification import _reduce
 from jaxloss._reduction import reduce_weighted
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._classification import take_class
+from jaxloss._class_inputs import take_class
 from jaxloss._linear_ce_kernels import Config, fused_linear_ce
 from jaxloss._reduction import reduce_weighted, safe_div
 

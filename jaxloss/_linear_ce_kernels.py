@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxloss._classification import _varying_axes, match_vma
+from jaxloss._class_inputs import _varying_axes, match_vma
 
 
 class Config(NamedTuple):

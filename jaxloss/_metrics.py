@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._classification import prepare_class_inputs
+from jaxloss._class_inputs import prepare_class_inputs
 from jaxloss._reduction import reduce_elements, safe_div
 
 

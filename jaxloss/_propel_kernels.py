@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxloss._classification import match_vma
+from jaxloss._class_inputs import match_vma
 
 # Variance floor: v = s² + V0. It keeps log(v), 1/v and 1/(v_i + v_j) finite when a
 # raw std is exactly 0; for |s| > 1e-11 it does not change s² in float32 at all.

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._classification import _class_reduce, _class_sum, softmax_cross_entropy
+from jaxloss._class_inputs import _class_reduce, _class_sum
+from jaxloss._classification import softmax_cross_entropy
 from jaxloss._reduction import reduce_elements, reduce_weighted
 
 
