@@ -91,7 +91,7 @@ register(Workload(
 def _naive_boundary(x, y):
   """The authors' ``one_hot2dist`` per (image, class), then the mean of ``Σ_c s_c φ_c``."""
   p = jax.nn.softmax(x, axis=-1)
-  m = jnp.moveaxis(y[..., None] == jnp.arange(C), -1, 1)  # [B, C, H, W] one-hot masks
+  m = jnp.moveaxis(jax.nn.one_hot(y, C, dtype=jnp.bool_), -1, 1)  # [B, C, H, W] one-hot masks
   inside = jaxloss.distance_transform(m, spatial_dims=2)  # EDT(posmask)
   outside = jaxloss.distance_transform(~m, spatial_dims=2)  # EDT(negmask)
   phi = jnp.where(m, 1.0 - inside, outside)
