@@ -64,7 +64,10 @@ REPRESENTATIVE_CASES = {
     "earth_mover_distance[r=2]", "propel_loss", "linear_softmax_cross_entropy",
     "dice_loss[softmax]", "softmax_ce_dice_loss", "sigmoid_bce_dice_loss",
     "lovasz_softmax_loss[per_image]", "pseudo_label_cross_entropy[hard]",
+    "boundary_loss[softmax]",
 }
+# The per-reduction checks that stay in the fast run for every case (cheapest of them).
+_EVERY_CASE_PER_REDUCTION = {"test_where_equals_slicing"}
 # Contract checks that compile nothing or one small program: every case, fast run.
 _CHEAP_CONTRACT = {
     "test_static_errors_name_the_argument", "test_scalar_options_refuse_nan_inf_and_arrays",
@@ -76,6 +79,8 @@ _SLOW_TESTS = {
                          "test_shard_map_with_axis_name_equals_unsharded",
                          "test_export_check_cli_lowers_and_runs_every_function",
                          "test_batch_dice_inside_shard_map_equals_unsharded"},
+    # The guide's snippets are doctested in the fast run; each in a fresh interpreter here.
+    "test_docs.py": {"test_every_guide_code_block_runs_on_its_own"},
     "test_examples.py": {"test_example_runs_in_tiny_mode", "test_example_train_step_exports"},
     "test_bench_smoke.py": {"test_quick_bench_runs_and_writes_reports"},
     "test_reliability.py": {
@@ -109,11 +114,14 @@ def _is_slow(item) -> bool:
   representative = str(case) in REPRESENTATIVE_CASES
   reduction = params.get("reduction")
   if reduction is not None:
-    # Per-reduction checks: every case with "weighted_mean" (the reduction with every
-    # denominator), representative ones with "none" too; the other named reductions are
-    # the same core, checked against each other for every case by
-    # test_reductions_are_consistent.
-    return not (reduction == "weighted_mean" or (representative and reduction == "none"))
+    # Per-reduction checks: representative cases with "weighted_mean" (the reduction
+    # with every denominator) and "none"; every other case with "weighted_mean" in the
+    # cheapest of these checks (where-equals-slicing), the rest in `pytest -m slow`. The
+    # other named reductions are the same core, checked against each other for every
+    # case by test_reductions_are_consistent.
+    if representative:
+      return reduction not in ("weighted_mean", "none")
+    return not (reduction == "weighted_mean" and name in _EVERY_CASE_PER_REDUCTION)
   if name in _CHEAP_CONTRACT:
     return False
   # Every other check: representative cases (one or two per family) in the fast run.
