@@ -79,8 +79,6 @@ _SLOW_TESTS = {
                          "test_shard_map_with_axis_name_equals_unsharded",
                          "test_export_check_cli_lowers_and_runs_every_function",
                          "test_batch_dice_inside_shard_map_equals_unsharded"},
-    # The guide's snippets are doctested in the fast run; each in a fresh interpreter here.
-    "test_docs.py": {"test_every_guide_code_block_runs_on_its_own"},
     "test_examples.py": {"test_example_runs_in_tiny_mode", "test_example_train_step_exports"},
     "test_bench_smoke.py": {"test_quick_bench_runs_and_writes_reports"},
     "test_reliability.py": {
