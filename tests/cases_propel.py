@@ -15,7 +15,10 @@ from loss_registry import LIMIT, Inputs, LossCase
 from jaxloss._propel import propel_loss
 
 SIGMA = 0.25
-TINY_SIGMA = 1e-6
+# About 1e-6, and a power of two: scaling by it is exact, so a fused multiply-add
+# under jit cannot turn means equal to their target at 3e38 into ones an ulp apart
+# (about 1e25 sigmas, a loss beyond float32) as scaling by 1e-6 did.
+TINY_SIGMA = 2.0 ** -20
 
 
 def _inputs(num: int, dim: int, logits: bool, spread: float = 1.0, sigma: float = SIGMA):
@@ -71,7 +74,7 @@ def _in_sigma_units(a):
 
 
 def _tiny_sigma(outputs, targets, **kwargs):
-  """sigma = 1e-6 with inputs of that scale, so the kernel runs at 1e-6 scales in float32
+  """sigma = 2^-20 (about 1e-6) with inputs of that scale, so the kernel runs at 1e-6 scales in float32
   while check_grads' finite differences still see O(1) inputs."""
   return propel_loss(_in_sigma_units(outputs), _in_sigma_units(targets),
                              sigma=TINY_SIGMA, **kwargs)
@@ -91,6 +94,6 @@ CASES = [
              input_names=("outputs", "targets", "mixture_logits"), **_propel),
     LossCase("propel_loss[D=256]", propel_loss, _inputs(3, 256, False, spread=0.1, sigma=4.0),
              _extremes(3, 256, False, sigma=4.0), kwargs={"sigma": 4.0}, **_propel),
-    LossCase("propel_loss[sigma=1e-6]", _tiny_sigma, _inputs(4, 3, False),
+    LossCase("propel_loss[sigma=2**-20]", _tiny_sigma, _inputs(4, 3, False),
              _extremes(4, 3, False, sigma=1.0), **_propel),
 ]

@@ -311,9 +311,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 @settings(deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), shift=st.floats(-50, 50), eps=st.floats(0, 0.5),
-       classes=st.integers(2, 40))
+       classes=st.sampled_from([2, 3, 7, 32, 33, 40]))
 def test_property_shift_invariance_and_one_hot_equality(seed, shift, eps, classes):
-  # Also crosses the unrolled (<= 32 classes) and reduce (> 32) code paths.
+  # Crosses the unrolled (<= 32 classes) and reduce (> 32) code paths and both edges;
+  # a few class counts, so that examples share their compiled programs.
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(5, classes)) * 4
   y = rng.integers(0, classes, size=5)
