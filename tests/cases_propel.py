@@ -74,8 +74,8 @@ def _in_sigma_units(a):
 
 
 def _tiny_sigma(outputs, targets, **kwargs):
-  """sigma = 2^-20 (about 1e-6) with inputs of that scale, so the kernel runs at 1e-6 scales in float32
-  while check_grads' finite differences still see O(1) inputs."""
+  """sigma = 2^-20 (about 1e-6) with inputs of that scale, so the kernel runs at 1e-6
+  scales in float32 while check_grads' finite differences still see O(1) inputs."""
   return propel_loss(_in_sigma_units(outputs), _in_sigma_units(targets),
                              sigma=TINY_SIGMA, **kwargs)
 
