@@ -167,20 +167,67 @@ def _consistency_parts(a, b, temperature, kind, axis, wants_b):
   return per, ga, gu, u
 
 
+# Row blocks: from _TILE_MIN_ELEMENTS logits (class axis last) the rows of "kl" are
+# processed in blocks of the largest of _TILE_ROWS that divides their number, one
+# lax.map step each.
+# On the whole array XLA:CPU fuses the max, the two exp-sums and the KL's Σ e_u (u − z)
+# into reductions that read the logits several times and run 2-3x slower than a block
+# that stays in cache: value and gradient of "kl" at [4096, 1000] take 9-10 ms in blocks
+# of 64-512 rows (52 MiB accessed, 1.1x the minimum) against 17-25 ms whole (188 MiB).
+# "mse" has no such cross term; whole, it is faster (4.8 ms there, 7.1 ms in blocks).
+_TILE_ROWS = (512, 256, 128, 64)
+_TILE_MIN_ELEMENTS = 1 << 20
+
+
+def _block_rows(a: jax.Array, kind: str, axis: int) -> int | None:
+  """Rows per block for the tiled path, or None for the whole-array one (by shape)."""
+  if kind != "kl" or axis != a.ndim - 1 or a.size < _TILE_MIN_ELEMENTS:
+    return None
+  rows = a.size // a.shape[axis]
+  return next((r for r in _TILE_ROWS if rows % r == 0 and rows > r), None)
+
+
+def _parts_with_tangent_rows(a, b, temperature, kind, axis, wants_b):
+  """``(l, ∂l/∂a, ∂l/∂u, Σ_k ∂l/∂u_k · u_k)``, the last two None unless ``wants_b``.
+
+  ``u`` is clamped to the float range in the last sum: ``gu = 0`` where ``u`` is
+  ``−inf`` or clamped, so the product is 0 there rather than NaN.
+  """
+  rows = _block_rows(a, kind, axis)
+  if rows is None:
+    per, ga, gu, u = _consistency_parts(a, b, temperature, kind, axis, wants_b)
+    gu_u = None if gu is None else jnp.sum(gu * _clamp(u, jnp.finfo(u.dtype).min), axis=axis)
+    return per, ga, gu, gu_u
+  lead, c = a.shape[:-1], a.shape[-1]
+
+  def block(ab):
+    per, ga, gu, u = _consistency_parts(ab[0], ab[1], temperature, kind, -1, wants_b)
+    if gu is None:
+      return per, ga
+    return per, ga, gu, jnp.sum(gu * _clamp(u, jnp.finfo(u.dtype).min), axis=-1)
+
+  blocks = a.size // c // rows
+  out = lax.map(block, (a.reshape(blocks, rows, c), b.reshape(blocks, rows, c)))
+  per, ga = out[0].reshape(lead), out[1].reshape(a.shape)
+  if not wants_b:
+    return per, ga, None, None
+  return per, ga, out[2].reshape(a.shape), out[3].reshape(lead)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _consistency(a, b, temperature, kind, axis):
-  return _consistency_parts(a, b, temperature, kind, axis, False)[0]
+  return _parts_with_tangent_rows(a, b, temperature, kind, axis, False)[0]
 
 
 def _consistency_jvp(kind, axis, primals, tangents):
   (a, b, t), (da, db, dt) = primals, tangents
   b_zero, t_zero = isinstance(db, SymbolicZero), isinstance(dt, SymbolicZero)
-  per, ga, gu, u = _consistency_parts(a, b, t, kind, axis, not (b_zero and t_zero))
+  per, ga, gu, gu_u = _parts_with_tangent_rows(a, b, t, kind, axis, not (b_zero and t_zero))
   dper = jnp.zeros_like(per) if isinstance(da, SymbolicZero) else jnp.sum(ga * da, axis=axis)
   if not b_zero:  # u = (b − max b) / T
     dper = dper + jnp.sum(gu * db, axis=axis) / t
-  if not t_zero:  # ∂u/∂T = −u / T; gu = 0 where u = −inf or is clamped
-    dper = dper - jnp.sum(gu * _clamp(u, jnp.finfo(u.dtype).min), axis=axis) / t * dt
+  if not t_zero:  # ∂u/∂T = −u / T
+    dper = dper - gu_u / t * dt
   return per, dper
 
 
