@@ -140,6 +140,32 @@ def _class_sum(x: jax.Array, axis: int) -> jax.Array:
   return _class_reduce(jnp.add, x, axis)
 
 
+# jnp.argmax is a variadic (value, index) reduce, which XLA:CPU runs as a scalar loop:
+# 9.1 ms at [4096, 1000] f32 where a max takes 0.3 ms (value and gradient of the whole
+# pseudo-label loss take 13 ms). From this many classes first_argmax finds the index by
+# two plain reductions instead: 1.7 ms there, 0.12 against 0.45 ms at [1024, 100], 0.26
+# against 0.46 at [8192, 32]; at [65536, 10] jnp.argmax is faster (0.18 against 1.4 ms).
+_ARGMAX_BY_MAX_MIN_CLASSES = 32
+
+
+def first_argmax(x: jax.Array, max_x: jax.Array, axis: int) -> jax.Array:
+  """``jnp.argmax(x, axis)`` (int32) given ``max_x = max(x, axis)`` with the axis kept.
+
+  With ranks ``r_k = C − k``, the first maximal index is ``C − max_k r_k·[x_k = max x]``.
+  A NaN outranks every number (rank ``r_k + C``), so a row with a NaN gives its first
+  NaN, as ``jnp.argmax`` does, whether or not ``max_x`` propagated it. The ranks are
+  exact floats below 2^mantissa classes.
+  """
+  axis = axis % x.ndim
+  c = x.shape[axis]
+  if c < _ARGMAX_BY_MAX_MIN_CLASSES or c >= 2 ** jnp.finfo(x.dtype).nmant:
+    return jnp.argmax(x, axis=axis).astype(jnp.int32)
+  rank = c - lax.broadcasted_iota(x.dtype, x.shape, axis)  # C, C − 1, ..., 1
+  zero = jnp.zeros((), x.dtype)
+  key = jnp.max(jnp.where(jnp.isnan(x), rank + c, jnp.where(x == max_x, rank, zero)), axis=axis)
+  return jnp.where(key > c, 2 * c - key, c - key).astype(jnp.int32)
+
+
 def _take_label(x: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
   """The logit of each element's label; NaN for a label outside ``[0, C)``.
 

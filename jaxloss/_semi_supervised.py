@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._class_inputs import _class_reduce, _class_sum
+from jaxloss._class_inputs import _class_reduce, _class_sum, first_argmax
 from jaxloss._classification import softmax_cross_entropy
 from jaxloss._reduction import reduce_elements, reduce_weighted
 
@@ -289,11 +289,12 @@ def pseudo_label_cross_entropy(
   (x, t), ax, w, m, dtype = _class_logits(
       ("logits", "teacher_logits"), (logits, teacher_logits), axis, weights, where, reduction)
   t = lax.stop_gradient(t)
-  e = jnp.exp(t - jnp.expand_dims(_class_reduce(jnp.maximum, t, ax), ax))
+  t_max = jnp.expand_dims(_class_reduce(jnp.maximum, t, ax), ax)
+  e = jnp.exp(t - t_max)
   # max_k softmax(t)_k = 1 / Σ_k exp(t_k − max t): the sum is ≥ 1, no overflow.
   confident = 1 / _class_sum(e, ax) >= jnp.asarray(threshold, dtype)
   if hard:
-    targets = jnp.argmax(t, axis=ax)
+    targets = first_argmax(t, t_max, ax)
   else:
     targets = jnp.exp(_log_softmax_tempered(t, temperature, ax))
   ce = softmax_cross_entropy(x, targets, axis=ax, where=m, reduction="none")

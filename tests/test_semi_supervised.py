@@ -269,6 +269,25 @@ def test_pseudo_label_float64_formula(hard, reduction):
     np.testing.assert_allclose(frac, want_frac, rtol=1e-12)
 
 
+@pytest.mark.parametrize("classes", [10, 32, 1000])
+def test_first_argmax_is_jnp_argmax_on_ties_nan_inf_and_signed_zeros(classes):
+  """The pseudo-labels' argmax (two plain reductions from 32 classes) is jnp.argmax's."""
+  from jaxloss._class_inputs import first_argmax
+
+  rng = np.random.default_rng(classes)
+  x = rng.normal(size=(9, classes)).astype(np.float32)
+  x[0, [3, 7]] = 50.0  # a tie: the first wins
+  x[1, [2, 5]] = [np.inf, np.nan]  # a NaN anywhere wins
+  x[2] = -np.inf
+  x[3, [1, 4]] = np.inf
+  x[4] = 0.0
+  x[4, [2, 6]] = [-0.0, 0.0]
+  x[5, -1] = 3e38
+  for axis, xs in ((-1, x), (0, x.T)):
+    got = jax.jit(lambda v, axis=axis: first_argmax(v, jnp.max(v, axis, keepdims=True), axis))
+    np.testing.assert_array_equal(got(xs), jnp.argmax(xs, axis=axis))
+
+
 def test_pseudo_label_teacher_gets_no_gradient_and_thresholds_are_the_extremes():
   rng = np.random.default_rng(4)
   x, t = (rng.normal(size=(2, 6, 4)) * 2).astype(np.float32)
