@@ -81,6 +81,37 @@ for _dtype, _suffix in ((np.float32, ""), (jnp.bfloat16, "_bf16")):
   ))
 
 
+# Image classification: a [batch, classes] logit matrix with integer labels, no class
+# weights, the mean over the batch (ImageNet-sized at full size).
+CLS_FULL, CLS_QUICK = (4096, 1000), (512, 1000)
+
+
+def _classification_inputs(quick: bool, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+  n, c = CLS_QUICK if quick else CLS_FULL
+  return (2 * rng.standard_normal((n, c), dtype=np.float32),
+          rng.integers(0, c, size=n).astype(np.int32))
+
+
+def _naive_ce_mean(x: jax.Array, y: jax.Array) -> jax.Array:
+  logp = jax.nn.log_softmax(x, axis=-1)
+  return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=-1))
+
+
+register(Workload(
+    name="softmax_ce_classes1000",
+    family="classification",
+    description="softmax CE with integer labels, [batch, 1000] logits (image classification), "
+                "reduction='mean'",
+    make_inputs=_classification_inputs,
+    impls={
+        "jaxloss": lambda x, y: jaxloss.softmax_cross_entropy(x, y),
+        "naive_jax": _naive_ce_mean,
+        "optax": lambda x, y: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(x, y)),
+    },
+    torch_factory=lambda torch: lambda x, y: torch.nn.functional.cross_entropy(x, y.long()),
+))
+
+
 _CW5 = CLASS_WEIGHTS_5.reshape(1, 1, 1, -1)  # explicit broadcast (strict rank promotion)
 
 

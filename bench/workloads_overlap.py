@@ -259,4 +259,9 @@ register(Workload(
         "naive_jax": _naive_lovasz_hinge,
     },
     torch_factory=_torch_lovasz_hinge,
+    # The authors' gradient is a difference of consecutive Jaccard values, each about 1
+    # and apart by about 1/pixels: in float32 each difference carries an absolute error
+    # near 6e-8, against gradients of 2e-5 at the full size (7.7e-4 relative measured
+    # against torch's sort and cumsum order).
+    rtol=2e-3,
 ))

@@ -13,7 +13,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxloss._class_inputs import _class_sum, _gather_label, _iota_eq, match_vma
+from jaxloss._class_inputs import (
+    _UNROLL_MAX_CLASSES,
+    _class_sum,
+    _gather_label,
+    _iota_eq,
+    match_vma,
+)
 
 
 def _logsumexp(x_in: jax.Array, axis: int, dtype) -> tuple[jax.Array, jax.Array]:
@@ -48,6 +54,11 @@ def _logsumexp(x_in: jax.Array, axis: int, dtype) -> tuple[jax.Array, jax.Array]
 # time of recomputing; at 0.75 MiB and beyond equal or up to 4% slower (one more
 # [N, C] write and read), so large inputs recompute; so do bf16 inputs (0.84-0.97x
 # without storing: an f32 e cannot share a bf16 gradient's buffer).
+# With more than _UNROLL_MAX_CLASSES classes (plain reductions over the class axis) e
+# is kept at every size: recomputing the exp in the backward pass costs more than the
+# extra [N, C] write and read there (value and gradient, 2 cores: [4096, 1000] 7.0 ->
+# 4.0 ms, [512, 1000] 0.66 -> 0.38, [16384, 64] 1.30 -> 0.78, [256, 32000] 16 -> 10;
+# optax's autodiff of log_softmax, which keeps e too: 4.2, 0.41, 0.86, 12 ms).
 _STORE_EXP_MAX_ELEMENTS = 1 << 17
 
 
@@ -68,7 +79,8 @@ def _softmax(x: jax.Array, lse: tuple[jax.Array, jax.Array], axis: int) -> jax.A
 # loss_i = Σ_c a_ic (lse_i − x_ic), a_ic = (1−ε)·cw_{y_i}·[c = y_i] + (ε/C)·cw_c.
 # With A_i = Σ_c a_ic:  ∂loss_i/∂x_ik = A_i softmax(x_i)_k − a_ik.
 # The residuals kept for the backward pass are the lse pair and −log p_y (values per
-# element) and, for small inputs, e = exp(x − max) with 1/Σe (see _STORE_EXP_MAX_ELEMENTS).
+# element) and, for small inputs or many classes, e = exp(x − max) with 1/Σe (see
+# _STORE_EXP_MAX_ELEMENTS).
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
@@ -106,7 +118,8 @@ def _smoothing_terms(x, lse, cw, axis, eps):
 def _ce_int_fwd(x_in, labels, cw_y, cw, axis, eps, dtype):
   x = x_in.astype(dtype)
   kept = None
-  if x.size <= _STORE_EXP_MAX_ELEMENTS and x_in.dtype == dtype:
+  if x_in.dtype == dtype and (x.size <= _STORE_EXP_MAX_ELEMENTS
+                              or x.shape[axis] > _UNROLL_MAX_CLASSES):
     lse, kept = _logsumexp_keep_exp(x_in, axis, dtype)
   else:
     lse = _logsumexp(x_in, axis, dtype)

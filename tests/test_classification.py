@@ -160,6 +160,38 @@ def test_softmax_ce_large_and_small_input_kernels_agree():
   np.testing.assert_allclose(gcw, halves[0][1][1] + halves[1][1][1], rtol=1e-5)
 
 
+def test_softmax_ce_many_classes_keeps_exp_at_every_size_and_equals_float64_formula():
+  # From 33 classes the kernel keeps exp(x - max) however large the input (132000 logits
+  # here): value and both gradients equal the float64 formula; a row at the float32 limit
+  # (its label's logit at the maximum) stays finite.
+  rng = np.random.default_rng(10)
+  x = rng.normal(size=(3300, 40)).astype(np.float32) * 3
+  x[0, :2] = [3e38, -3e38]
+  y = rng.integers(0, 40, size=3300)
+  y[0] = 0  # the label at the row's maximum: a representable loss
+  cw = rng.uniform(0.1, 2, size=40).astype(np.float32)
+
+  def loss(x, cw, y):
+    return jaxloss.softmax_cross_entropy(x, y, class_weights=cw, label_smoothing=0.1,
+                                         reduction="weighted_mean")
+
+  v, (gx, gcw) = jax.jit(jax.value_and_grad(loss, (0, 1)))(x, cw, y)
+  assert np.isfinite(v) and np.all(np.isfinite(gx)) and np.all(np.isfinite(gcw))
+  with jax.enable_x64(True):
+    x64, cw64 = x[1:].astype(np.float64), cw.astype(np.float64)
+
+    def naive(x, cw):
+      logp = jax.nn.log_softmax(x)
+      smoothed = 0.9 * jax.nn.one_hot(y[1:], 40, dtype=x.dtype) + 0.1 / 40
+      return -(cw[None, :] * smoothed * logp).sum() / cw[y[1:]].sum()
+
+    want_v, (want_gx, want_gcw) = jax.value_and_grad(naive, (0, 1))(x64, cw64)
+    got_v, (got_gx, got_gcw) = jax.jit(jax.value_and_grad(loss, (0, 1)))(x[1:], cw, y[1:])
+  np.testing.assert_allclose(got_v, want_v, rtol=1e-5)
+  np.testing.assert_allclose(got_gx, want_gx, rtol=1e-4, atol=1e-9)
+  np.testing.assert_allclose(got_gcw, want_gcw, rtol=1e-4, atol=1e-8)
+
+
 def test_out_of_range_labels_are_nan_and_named_by_value_checks():
   y = np.array([0, 3, 7])
   x = np.zeros((3, 4))
