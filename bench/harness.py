@@ -58,6 +58,9 @@ class Workload:
       rtol |v_ref|`` for the value, ``max |g - g_ref| <= rtol max |g_ref|`` for
       the gradient.
     atol: absolute tolerance of the value check.
+    grad_rtol: relative tolerance of the gradient check, where it must differ from
+      ``rtol`` (float32 cancellation in a peer's formula, or a peer's different
+      subgradient at exact ties); ``None`` uses ``rtol``.
     grad: ``False`` for a value-only workload (a function with no gradient, e.g.
       a distance transform): every implementation maps the inputs to an output
       array, ``jax.jit(fn)`` is timed, and the outputs must agree element-wise
@@ -77,6 +80,7 @@ class Workload:
   min_bytes: Callable[[Sequence[np.ndarray]], int] | None = None
   rtol: float = 1e-4
   atol: float = 1e-6
+  grad_rtol: float | None = None
   grad: bool = True
   host_impls: Mapping[str, Callable[..., Any]] = dataclasses.field(default_factory=dict)
 
@@ -310,13 +314,15 @@ def check_agreement(workload: Workload, contenders: Sequence[Contender]) -> floa
     worst = max(worst, v_err / max(abs(ref_v), 1e-30), g_err / g_scale)
     if not v_err <= workload.atol + workload.rtol * abs(ref_v):
       problems.append(f"{name}: value {v!r} vs jaxloss {ref_v!r}")
-    if not g_err <= (0.0 if workload.grad else workload.atol) + workload.rtol * g_scale:
+    g_rtol = workload.rtol if workload.grad_rtol is None else workload.grad_rtol
+    if not g_err <= (0.0 if workload.grad else workload.atol) + g_rtol * g_scale:
       what = "gradient" if workload.grad else "output"
       problems.append(f"{name}: {what} max |diff| {g_err:.3g} (max |{what}| {g_scale:.3g})")
   if problems:
     raise MismatchError(
         f"workload {workload.name!r}: implementations disagree with jaxloss "
-        f"(rtol={workload.rtol}, atol={workload.atol}):\n  " + "\n  ".join(problems))
+        f"(rtol={workload.rtol}, atol={workload.atol}, grad_rtol={workload.grad_rtol}):\n  "
+        + "\n  ".join(problems))
   return worst
 
 
