@@ -192,7 +192,7 @@ def test_gradients_at_exactly_zero_logits():
   # softplus has a hand-written derivative σ(x) instead (found by the bench check).
   x = np.zeros((1, 2, 2, 3))
   y = np.eye(3)[np.array([[[0, 1], [2, 0]]])]
-  ours = jax.grad(lambda x: jaxloss.sigmoid_bce_dice_loss(x, y, smooth=S))(x)
+  ours = jax.jit(jax.grad(lambda x: jaxloss.sigmoid_bce_dice_loss(x, y, smooth=S)))(x)
 
   def naive(x):
     p = jax.nn.sigmoid(x)
@@ -201,10 +201,11 @@ def test_gradients_at_exactly_zero_logits():
     dice = 1 - (2 * inter + S) / (jnp.sum(p, axis=(1, 2)) + jnp.sum(y, axis=(1, 2)) + S)
     return bce + jnp.mean(dice)
 
-  np.testing.assert_allclose(ours, jax.grad(naive)(x), rtol=1e-12, atol=1e-15)
+  np.testing.assert_allclose(ours, jax.jit(jax.grad(naive))(x), rtol=1e-12, atol=1e-15)
   import optax
-  focal = jax.grad(lambda x: jaxloss.sigmoid_focal_loss(x, y, reduction="sum"))(x)
-  ref = jax.grad(lambda x: jnp.sum(optax.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0)))(x)
+  focal = jax.jit(jax.grad(lambda x: jaxloss.sigmoid_focal_loss(x, y, reduction="sum")))(x)
+  ref = jax.jit(jax.grad(
+      lambda x: jnp.sum(optax.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0))))(x)
   np.testing.assert_allclose(focal, ref, rtol=1e-12, atol=1e-15)
 
 
@@ -231,11 +232,17 @@ def test_fused_bce_dice_equals_its_public_parts(reduction, per_batch):
     dice = jaxloss.dice_loss(x, y, activation="sigmoid", reduce_axes=axes, smooth=0.1, **kw)
     return 0.7 * bce + 1.3 * dice
 
-  np.testing.assert_allclose(fused(x, y), parts(x, y), rtol=1e-12)
-  for a, b in zip(jax.grad(fused, (0, 1))(x, y), jax.grad(parts, (0, 1))(x, y), strict=True):
+  def nchw(x, y):
+    return jaxloss.sigmoid_bce_dice_loss(
+        jnp.moveaxis(x, -1, 1), jnp.moveaxis(y, -1, 1), axis=1, pos_weight=pos_weight,
+        reduce_axes=None if axes is None else (0, 2, 3), bce_weight=0.7, dice_weight=1.3,
+        smooth=0.1, **kw)
+
+  # One compiled program for every call (eager dispatch compiles each primitive).
+  (got, got_g), (want, want_g), moved = jax.jit(lambda x, y: (
+      jax.value_and_grad(fused, (0, 1))(x, y), jax.value_and_grad(parts, (0, 1))(x, y),
+      nchw(x, y)))(x, y)
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+  for a, b in zip(got_g, want_g, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
-  nchw = jaxloss.sigmoid_bce_dice_loss(
-      np.moveaxis(x, -1, 1), np.moveaxis(y, -1, 1), axis=1, pos_weight=pos_weight,
-      reduce_axes=None if axes is None else (0, 2, 3), bce_weight=0.7, dice_weight=1.3,
-      smooth=0.1, **kw)
-  np.testing.assert_allclose(nchw, parts(x, y), rtol=1e-12)
+  np.testing.assert_allclose(moved, want, rtol=1e-12)
