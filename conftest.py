@@ -99,7 +99,8 @@ _SLOW_TESTS = {
                          "test_export_check_cli_lowers_and_runs_every_function",
                          "test_batch_dice_inside_shard_map_equals_unsharded"},
     "test_examples.py": {"test_example_runs_in_tiny_mode", "test_example_train_step_exports"},
-    "test_bench_smoke.py": {"test_quick_bench_runs_and_writes_reports"},
+    "test_bench_smoke.py": {"test_quick_bench_runs_and_writes_reports",
+                            "test_emd_formulations_agree_and_are_timed"},
     "test_reliability.py": {
         "test_custom_vjp_losses_are_reverse_mode_only_with_a_clear_error[earth_mover_distance]",
         "test_custom_vjp_losses_are_reverse_mode_only_with_a_clear_error[propel_loss]"},

@@ -43,3 +43,13 @@ def test_variants_of_jaxloss_are_not_peers():
   result = WorkloadResult(None, (), 0, 0, timings, {}, 0.0, ())
   name, ratio, _ = best_peer(result)
   assert name == "naive_jax" and ratio == 0.5
+
+
+def test_emd_formulations_agree_and_are_timed(capsys):
+  formulations = pytest.importorskip("bench.formulations")
+  assert formulations.main(["--quick", "--only", "emd_formulations", "--rounds", "2",
+                            "--no-torch"]) == 0
+  text = capsys.readouterr().out
+  for name in ("triangular_matmul", "associative_scan", "cumsum_of_difference",
+               "unrolled_running_sum", "naive_jax", "jaxloss"):
+    assert f"   {name} " in text
