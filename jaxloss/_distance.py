@@ -205,11 +205,15 @@ def _signed(m: jax.Array, sampling: tuple[float, ...]) -> jax.Array:
   """φ of bool masks ``[B, C, *spatial]``: ``where(M, 1 − EDT(M), EDT(¬M))``, 0 if M is empty."""
   k = len(sampling)
   spatial = tuple(range(m.ndim - k, m.ndim))
-  # EDT(M) and EDT(¬M) in one program: stacked on a new leading batch axis.
-  sq = squared_distance_transform(jnp.stack([m, ~m]), sampling)
   fill = _no_background_value(m.shape[m.ndim - k:], sampling)
-  d = jnp.sqrt(jnp.where(jnp.isinf(sq), jnp.float32(fill * fill), sq))
-  phi = jnp.where(m, 1 - d[0], d[1])
+
+  def edt(mask):
+    sq = squared_distance_transform(mask, sampling)
+    return jnp.sqrt(jnp.where(jnp.isinf(sq), jnp.float32(fill * fill), sq))
+
+  # EDT(M) and EDT(¬M) as two independent transforms rather than one on the stacked
+  # masks: XLA:CPU runs the two concurrently (as in _shape_losses._distance_fields).
+  phi = jnp.where(m, 1 - edt(m), edt(~m))
   present = jnp.any(m, axis=spatial, keepdims=True)
   return jnp.where(present, phi, jnp.float32(0))
 

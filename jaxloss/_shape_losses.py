@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._distance import check_sampling, distance_transform, signed_distance
+from jaxloss._distance import _signed, check_sampling, distance_transform, signed_distance
 from jaxloss._overlap import OverlapSums, option, overlap_maps, reduce_overlap
 from jaxloss._reduction import reduce_elements, safe_div
 
@@ -81,6 +81,21 @@ def background_weights(class_weights, include_background: bool, c: int, dtype) -
 # Jitted so that an eager call compiles the transforms once, not primitive by primitive.
 _signed_distance = jax.jit(lambda t, ax, sampling: signed_distance(t, axis=ax, sampling=sampling),
                            static_argnums=(1, 2))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _signed_distance_of_ids(y: jax.Array, ax: int, c: int, ignore_index: int | None,
+                            spacing: tuple[float, ...]) -> jax.Array:
+  """:func:`signed_distance` of class ids, its bool masks built in ``[B, C, *spatial]``.
+
+  The maps of the float one-hot route (an ignored or invalid pixel belongs to no
+  class) without forming ``[B, *spatial, C]`` floats and moving them; the caller
+  poisons the images with invalid labels.
+  """
+  m = lax.broadcasted_iota(y.dtype, (1, c) + (1,) * (y.ndim - 1), 1) == y[:, None]
+  if ignore_index is not None:
+    m = m & (y != ignore_index)[:, None]
+  return jnp.moveaxis(_signed(m, spacing), 1, ax)
 
 
 def boundary_loss(
@@ -182,8 +197,24 @@ def boundary_loss(
                    per_class=False, include_background=include_background)
   p, ax, dtype = o.p, o.axis, o.p.dtype
   k = check_spatial(p)
-  if distance_maps is None:
-    # o.t: one-hot maps, 0 at ignored pixels and masked images, NaN at invalid labels
+  # An invalid label of an unmasked image poisons that image (o.t is NaN there), also
+  # with precomputed maps.
+  y = jnp.asarray(labels)
+  ids = _checks.is_class_ids(y) and y.shape != p.shape
+  if ids:  # read from the ids rather than the [B, *spatial, C] one-hot maps
+    y, ii = _checks.widen_labels(y), _checks.check_ignore_index(ignore_index)
+    bad = jnp.expand_dims(_checks.invalid_labels(y, p.shape[ax], ii), ax)
+    bad = bad if o.used is None else bad & o.used
+  else:
+    bad = jnp.isnan(o.t)
+  bad = jnp.any(bad, axis=tuple(range(1, p.ndim)))
+  if distance_maps is None and ids:
+    # Class ids: the masks come from the ids themselves (masked images and ignored
+    # pixels need no zeroing here: `o.used` zeroes φ there below).
+    phi = _signed_distance_of_ids(y, ax, p.shape[ax], ii, check_sampling(sampling, k))
+    phi = jnp.where(bad.reshape((-1,) + (1,) * (p.ndim - 1)), jnp.nan, phi).astype(dtype)
+  elif distance_maps is None:
+    # o.t: one-hot / multi-hot maps, 0 at masked images, NaN at invalid entries
     # (signed_distance then gives NaN for every class of that image).
     phi = _signed_distance(o.t, ax, check_sampling(sampling, k)).astype(dtype)
   else:
@@ -202,8 +233,6 @@ def boundary_loss(
   total = jnp.sum(term, axis=tuple(range(1, p.ndim)))
   count = jnp.sum(pixel_count(o, dtype, None), axis=-1)
   loss = safe_div(total, count)
-  # An invalid label poisons its image, also with precomputed maps.
-  bad = jnp.any(jnp.isnan(o.t), axis=tuple(range(1, p.ndim)))
   loss = jnp.where(bad, jnp.asarray(jnp.nan, dtype), loss)
   return reduce_elements(loss, o.weights, o.where, reduction, axis_name)
 

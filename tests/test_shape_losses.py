@@ -238,6 +238,38 @@ def test_boundary_loss_precomputed_distance_maps_equal_labels():
   assert np.all(np.asarray(g)[1] == 0) and np.any(np.asarray(g)[0] != 0)
 
 
+def test_boundary_loss_of_ids_equals_the_one_hot_route_and_poisons_only_unmasked_images():
+  """Class ids (φ built from the ids) against φ of the one-hot float maps passed as
+  ``distance_maps``: ``ignore_index`` inside ``[0, C)`` is a pixel of no class; an
+  invalid id makes its image NaN in value and gradient unless ``where`` masks it."""
+  rng = np.random.default_rng(5)
+  y = _blobs(rng, 3, 3, (8, 6))
+  x = rng.normal(size=(3, 8, 6, 3)).astype(np.float32)
+  y[0, 0, 0] = 7  # invalid, unmasked image
+  y[2, 1, 1] = -3  # invalid, masked image
+  keep = (y != 1) & (y >= 0) & (y < 3)
+  t = ((y[..., None] == np.arange(3)) & keep[..., None]).astype(np.float32)
+  where = jnp.array([True, True, False])
+
+  @jax.jit
+  def run(x, y, t):
+    def ids(x):
+      return jaxloss.boundary_loss(x, y, activation="softmax", ignore_index=1, where=where,
+                                   reduction="none")
+    def hot(x):  # the maps of the one-hot route, passed in
+      phi = jaxloss.signed_distance(t, axis=-1)
+      return jaxloss.boundary_loss(x, y, distance_maps=phi, activation="softmax",
+                                   ignore_index=1, where=where, reduction="none")
+    return ids(x), hot(x), jax.grad(lambda x: jnp.sum(ids(x)[1:]))(x), jax.grad(
+        lambda x: ids(x)[0])(x)
+
+  a, b, g, g0 = map(np.asarray, run(x, y, t))
+  assert np.isnan(a[0]) and np.isnan(g0[0]).any() and np.isfinite(g[1:]).all()
+  # Image 1 has no invalid id: the two routes agree.
+  np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+  assert a[2] == 0 and b[2] == 0 and np.all(g[2] == 0)
+
+
 # --------------------------------------------------------------------------- ignore_index, empty
 
 
