@@ -33,39 +33,8 @@ from jaxloss._class_inputs import (
     take_class,
 )
 from jaxloss._overlap import batch_level_mask, class_and_reduce_axes
+from jaxloss._overlap_kernels import _group_ids, _scatter_sums
 from jaxloss._reduction import reduction_coefficients, safe_div
-
-
-def _group_ids(shape: tuple[int, ...], axes: tuple[int, ...],
-               dtype: jnp.dtype) -> tuple[jax.Array, int]:
-  """Each pixel's Dice group (row-major over the kept pixel axes) and the group count."""
-  kept = [i for i in range(len(shape)) if i not in axes]
-  gid = jnp.zeros(shape, dtype)
-  stride = 1
-  for i in reversed(kept):
-    gid = gid + stride * lax.broadcasted_iota(dtype, shape, i)
-    stride *= shape[i]
-  return gid, stride
-
-
-def _scatter_sums(y, values, weight, keep, valid, gid, groups, c, sums_shape):
-  """``Σ weight·value·[y = j]`` per (group, class j) for each of ``values``, as ``sums_shape``.
-
-  The last ``values`` entry must be ones (the counts). A pixel outside ``keep``
-  has weight 0 (``keep`` None: ``weight`` is the kept pixels' 0/1 mask). A kept
-  pixel with an invalid label (``valid`` False) is never dropped: it goes to an
-  extra column ``C`` of its group, whose count then makes every sum of the
-  group NaN, as the composition's NaN one-hot row does.
-  """
-  ids = (gid * (c + 1) + jnp.where(valid, y, c)).reshape(-1)
-  out = [jnp.zeros((groups * (c + 1),), v.dtype).at[ids].add((v * weight).reshape(-1))
-         .reshape(groups, c + 1) for v in values]
-  counts = out[-1]
-  if keep is not None:  # the counts are weighted: count the kept pixels themselves
-    counts = jnp.zeros((groups * (c + 1),), weight.dtype).at[ids].add(
-        keep.astype(weight.dtype).reshape(-1)).reshape(groups, c + 1)
-  bad = counts[:, c:] > 0
-  return [jnp.where(bad, jnp.nan, o[:, :c]).reshape(sums_shape) for o in out]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(8,))

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
+from jaxloss._overlap_kernels import softmax_id_sums_checked
 from jaxloss._reduction import reduce_weighted
 
 ACTIVATIONS = (None, "softmax", "sigmoid")
@@ -31,6 +32,10 @@ class OverlapSums(NamedTuple):
   batch_reduced: bool
   where: jax.Array | None  # the loss-space mask, aligned to the loss shape
   weights: jax.Array | None  # the loss-space weights, aligned to the loss shape
+  # The softmax-of-class-ids path (``softmax_ids=True``): p and t are None, and the
+  # sums come from _overlap_kernels.softmax_id_sums of these.
+  logits: jax.Array | None = None  # compute dtype, 0 where no class of the pixel is used
+  labels: jax.Array | None = None  # widened class ids
 
 
 def class_and_reduce_axes(ndim: int, axis: int, reduce_axes) -> tuple[int, tuple[int, ...]]:
@@ -124,6 +129,10 @@ class OverlapMaps(NamedTuple):
   batch_reduced: bool
   where: jax.Array | None  # the loss-space mask, aligned to the loss shape
   weights: jax.Array | None  # the loss-space weights, aligned to the loss shape
+  # The softmax-of-class-ids path (``softmax_ids=True``): p and t are None, and the
+  # sums come from _overlap_kernels.softmax_id_sums of these.
+  logits: jax.Array | None = None  # compute dtype, 0 where no class of the pixel is used
+  labels: jax.Array | None = None  # widened class ids
 
 
 def _variadic_sums(p, t, axes: tuple[int, ...], squared: bool) -> tuple[jax.Array, ...]:
@@ -177,9 +186,13 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
   o = overlap_maps(predictions, labels, axis=axis, activation=activation,
                    reduce_axes=reduce_axes, ignore_index=ignore_index, axis_name=axis_name,
                    weights=weights, where=where, per_class=per_class,
-                   include_background=include_background, per_image=per_image)
+                   include_background=include_background, per_image=per_image,
+                   softmax_ids=True)
   p, t = o.p, o.t
-  if o.image_weights is None and o.reduce_axes:
+  if p is None:  # softmax of class ids: one hand-written rule (_overlap_kernels.py)
+    sums = list(softmax_id_sums_checked(o.logits, o.labels, o.used, o.axis, o.reduce_axes, squared,
+                                _checks.check_ignore_index(ignore_index)))
+  elif o.image_weights is None and o.reduce_axes:
     sums = list(_fused_sums(p, t, o.reduce_axes, squared))
   else:
     pk, tk = (p * p, t * t) if squared else (p, t)
@@ -196,7 +209,7 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
 
 def overlap_maps(predictions, labels, *, axis, activation, reduce_axes, ignore_index, axis_name,
                  weights=None, where=None, per_class=True, include_background=True,
-                 per_image=False) -> OverlapMaps:
+                 per_image=False, softmax_ids=False) -> OverlapMaps:
   """Checks inputs, applies the activation once and forms the masked per-class maps.
 
   ``weights`` and ``where`` act on the losses (``[groups, C]``, or ``[groups]``
@@ -211,6 +224,11 @@ def overlap_maps(predictions, labels, *, axis, activation, reduce_axes, ignore_i
   per-image options. When the batch axis is summed (a batch-level overlap) they
   act inside the sums: a masked image leaves every sum (≡ slicing it away) and
   an image of weight ``w`` counts ``w`` times.
+
+  ``softmax_ids=True`` (``overlap_sums``): for softmax of class ids with masks
+  that are per pixel (``ignore_index``, per-group ``where`` of a per-group loss)
+  and no per-image weights inside batch-level sums, the maps are not formed:
+  ``p`` and ``t`` are None and ``logits``/``labels`` carry the inputs.
   """
   x = _checks.float_input("predictions", predictions)
   y = _checks.real_input("labels", labels)
@@ -272,6 +290,13 @@ def overlap_maps(predictions, labels, *, axis, activation, reduce_axes, ignore_i
   _checks.check_finite("predictions", x, where=x_used)
   if x_used is not None:
     x = jnp.where(x_used, x, jnp.zeros((), dtype))
+  if (softmax_ids and activation == "softmax" and is_int and img_w is None
+      and (terms_used is None or terms_used.shape[ax] == 1)):
+    _checks.check_labels_in_range("labels", y, c, ignore_index,
+                                  None if g_in is None and img_in is None
+                                  else jnp.squeeze(_and(g_in, img_in), ax))
+    return OverlapMaps(None, None, ax, axes, kept, keep_pix, terms_used, None, batch_reduced,
+                       m, w, x, y)
   if activation == "softmax":
     p = jax.nn.softmax(x, axis=ax)
   elif activation == "sigmoid":

@@ -44,6 +44,10 @@ _COMMON_ARGS = """
     activation: ``None`` (probabilities), ``"softmax"`` or ``"sigmoid"``.
       ``"softmax"`` with a single channel (``C = 1``) raises ``ValueError``:
       it is constant 1; use ``"sigmoid"``.
+      With ``"softmax"`` and class-id labels the sums and their gradient are
+      one hand-written ``custom_vjp``: reverse mode only (``jax.jvp`` and
+      ``jax.jacfwd`` raise JAX's ``TypeError``; ``jax.hessian`` and
+      ``jax.jacrev(jax.jacrev(f))`` work).
     reduce_axes: axes summed into one overlap; default every axis but the batch
       axis 0 and ``axis`` (one value per image and class, MONAI's default).
       Include 0 for one value per class over the batch (smp's default, MONAI

@@ -84,8 +84,8 @@ CASES = [
              scalar_options={"smooth": 1.0, "harmonic_smooth": 1e-4}),
     LossCase("dice_cl_dice_loss",
              functools.partial(jaxloss.dice_cl_dice_loss, class_weights=CW),
-             _int_inputs, _int_extremes, class_axis=-1, scalar_only=True, layout="image",
-             kwargs={"activation": "softmax"},
+             _int_inputs, _int_extremes, class_axis=-1, forward_mode=False, scalar_only=True,
+             layout="image", kwargs={"activation": "softmax"},
              scalar_options={"alpha": 0.5, "smooth": 1.0, "harmonic_smooth": 1e-4},
              **_int_labels, **_softmax),
 ]
