@@ -106,5 +106,7 @@ def test_second_derivatives_equal_the_generic_maps():
     np.testing.assert_allclose(jax.jit(jax.jacrev(jax.jacrev(kernel)))(x), want, rtol=1e-9,
                                atol=1e-12)
     np.testing.assert_allclose(jax.jit(jax.hessian(kernel))(x), want, rtol=1e-9, atol=1e-12)
-    with pytest.raises(TypeError, match="forward-mode"):
+    with pytest.raises(TypeError, match="forward-mode"):  # the policy (docs/reliability.md)
       jax.jvp(kernel, (x,), (np.ones_like(x),))
+    with pytest.raises(TypeError, match="forward-mode"):
+      jax.jacfwd(kernel)(x)

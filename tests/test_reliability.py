@@ -297,7 +297,6 @@ _REVERSE_ONLY = {
     "softmax_cross_entropy": lambda x: jaxloss.softmax_cross_entropy(x, jnp.array([0, 2])),
     "earth_mover_distance": lambda x: jaxloss.earth_mover_distance(
         x, jnp.full((2, 3), 1 / 3), activation="softmax"),
-    "dice_loss": lambda x: jaxloss.dice_loss(x, jnp.array([0, 2]), activation="softmax"),
     "propel_loss": lambda x: jaxloss.propel_loss(
         jnp.stack([x, jnp.ones_like(x) + x * x], -1), jnp.zeros((2, 1))),
 }
