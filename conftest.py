@@ -87,6 +87,14 @@ REPRESENTATIVE_CASES = {
 }
 # The per-reduction checks that stay in the fast run for every case (cheapest of them).
 _EVERY_CASE_PER_REDUCTION = {"test_where_equals_slicing"}
+# shard_map (2-5 s a case: eight virtual devices): in the fast run for one case of each
+# way a mapped axis enters the loss (a psum-ed reduction, psum-ed batch-level overlap
+# sums, a batch Dice inside a composition, a vocabulary-parallel kernel, the EMD
+# kernel); the other representative cases run it in `pytest -m slow`.
+_SHARD_MAP_FAST_CASES = {
+    "softmax_cross_entropy[int]", "dice_loss[softmax]", "sigmoid_bce_dice_loss",
+    "linear_softmax_cross_entropy", "earth_mover_distance[r=2]",
+}
 # Contract checks that compile nothing or one small program: every case, fast run.
 _CHEAP_CONTRACT = {
     "test_static_errors_name_the_argument", "test_scalar_options_refuse_nan_inf_and_arrays",
@@ -137,6 +145,8 @@ def _is_slow(item) -> bool:
     # cheapest of these checks (where-equals-slicing), the rest in `pytest -m slow`. The
     # other named reductions are the same core, checked against each other for every
     # case by test_reductions_are_consistent.
+    if representative and name == "test_shard_map_with_axis_name_equals_unsharded":
+      return not (reduction == "weighted_mean" and str(case) in _SHARD_MAP_FAST_CASES)
     if representative:
       return reduction not in ("weighted_mean", "none")
     return not (reduction == "weighted_mean" and name in _EVERY_CASE_PER_REDUCTION)
