@@ -95,6 +95,16 @@ _SHARD_MAP_FAST_CASES = {
     "softmax_cross_entropy[int]", "dice_loss[softmax]", "sigmoid_bce_dice_loss",
     "linear_softmax_cross_entropy", "earth_mover_distance[r=2]",
 }
+# The batch-sharded jit check (NamedSharding) too.
+_SHARDED_CHECKS = {"test_shard_map_with_axis_name_equals_unsharded",
+                   "test_jit_with_batch_sharded_inputs_equals_unsharded"}
+# Variants of a family whose kernel shares its data path with another representative
+# case: check_grads (their own rules) and the per-reduction checks stay in the fast run;
+# the generic transform checks (jit, vmap, float64, extremes, axis) run in -m slow.
+_VARIANT_CASES = {"softmax_cross_entropy[prob]", "sigmoid_focal_loss",
+                  "softmax_focal_loss[int]", "sigmoid_bce_dice_loss"}
+_GENERIC_CHECKS = {"test_jit_equals_eager", "test_vmap_equals_loop", "test_float64_under_x64",
+                   "test_finite_at_extreme_inputs", "test_axis_equals_moveaxis"}
 # Contract checks that compile nothing or one small program: every case, fast run.
 _CHEAP_CONTRACT = {
     "test_static_errors_name_the_argument", "test_scalar_options_refuse_nan_inf_and_arrays",
@@ -145,13 +155,17 @@ def _is_slow(item) -> bool:
     # cheapest of these checks (where-equals-slicing), the rest in `pytest -m slow`. The
     # other named reductions are the same core, checked against each other for every
     # case by test_reductions_are_consistent.
-    if representative and name == "test_shard_map_with_axis_name_equals_unsharded":
+    if representative and name in _SHARDED_CHECKS:
       return not (reduction == "weighted_mean" and str(case) in _SHARD_MAP_FAST_CASES)
     if representative:
       return reduction not in ("weighted_mean", "none")
     return not (reduction == "weighted_mean" and name in _EVERY_CASE_PER_REDUCTION)
   if name in _CHEAP_CONTRACT:
     return False
+  if name in _SHARDED_CHECKS:
+    return str(case) not in _SHARD_MAP_FAST_CASES
+  if name in _GENERIC_CHECKS and str(case) in _VARIANT_CASES:
+    return True
   # Every other check: representative cases (one or two per family) in the fast run.
   return not representative
 
