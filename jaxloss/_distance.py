@@ -201,6 +201,17 @@ def _check_spatial_dims(spatial_dims, expected: int, shape: tuple[int, ...], wha
                      f"spatial, so expected {expected} (or None).")
 
 
+def id_masks(y: jax.Array, c: int, ignore_index: int | None) -> jax.Array:
+  """Bool class masks ``[B, C, *spatial]`` of widened ids ``[B, *spatial]``.
+
+  An ignored id belongs to no class, also inside ``[0, C)``; an invalid id to none.
+  """
+  m = lax.broadcasted_iota(y.dtype, (1, c) + (1,) * (y.ndim - 1), 1) == y[:, None]
+  if ignore_index is not None:
+    m = m & (y != ignore_index)[:, None]
+  return m
+
+
 def _signed(m: jax.Array, sampling: tuple[float, ...]) -> jax.Array:
   """φ of bool masks ``[B, C, *spatial]``: ``where(M, 1 − EDT(M), EDT(¬M))``, 0 if M is empty."""
   k = len(sampling)
@@ -318,8 +329,7 @@ def signed_distance(
   if is_ids:
     y = _checks.widen_labels(y)
     _checks.check_labels_in_range("labels_or_masks", y, c, ignore_index)
-    classes = lax.broadcasted_iota(y.dtype, (1, c) + (1,) * k, 1)
-    m = classes == y[:, None]
+    m = id_masks(y, c, ignore_index)
     bad = jnp.any(_checks.invalid_labels(y, c, ignore_index), axis=tuple(range(1, y.ndim)))
     bad = bad.reshape((-1,) + (1,) * (k + 1))
   else:

@@ -32,10 +32,6 @@ class OverlapSums(NamedTuple):
   batch_reduced: bool
   where: jax.Array | None  # the loss-space mask, aligned to the loss shape
   weights: jax.Array | None  # the loss-space weights, aligned to the loss shape
-  # The softmax-of-class-ids path (``softmax_ids=True``): p and t are None, and the
-  # sums come from _overlap_kernels.softmax_id_sums of these.
-  logits: jax.Array | None = None  # compute dtype, 0 where no class of the pixel is used
-  labels: jax.Array | None = None  # widened class ids
 
 
 def class_and_reduce_axes(ndim: int, axis: int, reduce_axes) -> tuple[int, tuple[int, ...]]:
@@ -130,7 +126,7 @@ class OverlapMaps(NamedTuple):
   where: jax.Array | None  # the loss-space mask, aligned to the loss shape
   weights: jax.Array | None  # the loss-space weights, aligned to the loss shape
   # The softmax-of-class-ids path (``softmax_ids=True``): p and t are None, and the
-  # sums come from _overlap_kernels.softmax_id_sums of these.
+  # sums come from _overlap_kernels.softmax_id_sums_checked of these.
   logits: jax.Array | None = None  # compute dtype, 0 where no class of the pixel is used
   labels: jax.Array | None = None  # widened class ids
 
@@ -190,8 +186,8 @@ def overlap_sums(predictions, labels, *, axis, activation, reduce_axes, ignore_i
                    softmax_ids=True)
   p, t = o.p, o.t
   if p is None:  # softmax of class ids: one hand-written rule (_overlap_kernels.py)
-    sums = list(softmax_id_sums_checked(o.logits, o.labels, o.used, o.axis, o.reduce_axes, squared,
-                                _checks.check_ignore_index(ignore_index)))
+    sums = list(softmax_id_sums_checked(o.logits, o.labels, o.used, o.axis, o.reduce_axes,
+                                        squared, _checks.check_ignore_index(ignore_index)))
   elif o.image_weights is None and o.reduce_axes:
     sums = list(_fused_sums(p, t, o.reduce_axes, squared))
   else:

@@ -21,7 +21,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxloss import _checks
-from jaxloss._distance import _signed, check_sampling, distance_transform, signed_distance
+from jaxloss._distance import (
+    _signed,
+    check_sampling,
+    distance_transform,
+    id_masks,
+    signed_distance,
+)
 from jaxloss._overlap import OverlapSums, option, overlap_maps, reduce_overlap
 from jaxloss._reduction import reduce_elements, safe_div
 
@@ -92,10 +98,7 @@ def _signed_distance_of_ids(y: jax.Array, ax: int, c: int, ignore_index: int | N
   class) without forming ``[B, *spatial, C]`` floats and moving them; the caller
   poisons the images with invalid labels.
   """
-  m = lax.broadcasted_iota(y.dtype, (1, c) + (1,) * (y.ndim - 1), 1) == y[:, None]
-  if ignore_index is not None:
-    m = m & (y != ignore_index)[:, None]
-  return jnp.moveaxis(_signed(m, spacing), 1, ax)
+  return jnp.moveaxis(_signed(id_masks(y, c, ignore_index), spacing), 1, ax)
 
 
 def boundary_loss(

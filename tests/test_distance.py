@@ -318,3 +318,15 @@ def test_export_lowers_for_cpu_cuda_tpu():
     exported = jax.export.export(jax.jit(fn), platforms=("cpu", "cuda", "tpu"))(spec)
     assert exported.platforms == ("cpu", "cuda", "tpu")
     np.testing.assert_array_equal(np.asarray(exported.call(arg)), np.asarray(fn(arg)))
+
+
+def test_signed_distance_ignore_index_inside_the_class_range_belongs_to_no_class():
+  """ignore_index=1 inside [0, C): the maps of the same ids with those pixels set to an
+  out-of-range ignore_index (class 1 absent: φ = 0 for it)."""
+  rng = np.random.default_rng(7)
+  y = rng.integers(0, 3, size=(2, 6, 5)).astype(np.int32)
+  got = np.asarray(jaxloss.signed_distance(y, num_classes=3, ignore_index=1))
+  want = np.asarray(jaxloss.signed_distance(np.where(y == 1, 255, y), num_classes=3,
+                                            ignore_index=255))
+  np.testing.assert_array_equal(got, want)
+  assert np.all(got[..., 1] == 0)
